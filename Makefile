@@ -1,0 +1,41 @@
+# The README's two commands: `make demo` and `make test`. Both install into a local virtualenv first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo_output
+DEMO_ROWS ?= 100000
+
+.PHONY: demo test lint unit install install-test benchmark clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Reinstall only when setup.py changes (stamp files); editable so the tree is what runs.
+$(VENV)/.installed-demo: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[demo]"
+	touch $@
+
+$(VENV)/.installed-test: setup.py | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test,demo]"
+	touch $@
+
+install: $(VENV)/.installed-demo
+install-test: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed-demo
+	$(BIN)/ae-tf demo --workdir $(DEMO_DIR) --rows $(DEMO_ROWS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check ae_tf pipelines benchmarks tests
+
+unit: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q tests
+
+test: lint unit
+
+benchmark: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/encode_throughput.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,163 @@
+"""How Parquet columns become model input.
+
+One conversion is shared by training (ae_tf.data) and serving (pipelines.inference), so both see exactly
+the same numbers. It works on whole Arrow batches: no Python object per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+VECTOR = "vector"
+SCALARS = "scalars"
+
+
+class FeatureError(ValueError):
+    """Input data that cannot become model features; the message names the column (and row)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """Which columns feed the model and how: one list column of `width` numbers, or `width` scalar columns."""
+
+    kind: str
+    columns: tuple[str, ...]
+    width: int
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "columns": list(self.columns), "width": self.width}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        return cls(kind=data["kind"], columns=tuple(data["columns"]), width=int(data["width"]))
+
+
+def parse_feature_columns(text: str | Sequence[str]) -> list[str]:
+    """`--features a,b,c` or a list -> clean column names."""
+    names = text.split(",") if isinstance(text, str) else list(text)
+    names = [n.strip() for n in names if n.strip()]
+    if not names:
+        raise FeatureError("--features names no column")
+    if len(set(names)) != len(names):
+        raise FeatureError(f"--features repeats a column: {','.join(names)}")
+    return names
+
+
+def _is_numeric(dtype: pa.DataType) -> bool:
+    return pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
+
+
+def _is_list(dtype: pa.DataType) -> bool:
+    return pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype)
+
+
+def infer_feature_spec(
+    schema: pa.Schema, columns: Sequence[str], source: str = "input", sample: pa.Table | None = None
+) -> FeatureSpec:
+    """Decide the feature form from the Parquet schema (and a sample batch for variable-length lists)."""
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise FeatureError(
+            f"{source}: feature column {missing[0]!r} not found; columns are: {', '.join(schema.names)}"
+        )
+    if len(columns) == 1 and _is_list(schema.field(columns[0]).type):
+        name = columns[0]
+        dtype = schema.field(name).type
+        if not _is_numeric(dtype.value_type):
+            raise FeatureError(f"{source}: column {name!r} is {dtype}, expected a list of numbers")
+        if pa.types.is_fixed_size_list(dtype):
+            width = dtype.list_size
+        else:
+            if sample is None or sample.num_rows == 0:
+                raise FeatureError(f"{source}: column {name!r} is a variable-length list and no rows to size it")
+            lengths = pc.list_value_length(sample.column(name)).drop_null()
+            if len(lengths) == 0:
+                raise FeatureError(f"{source}: column {name!r} has only nulls")
+            width = int(pc.min(lengths).as_py())
+            if width != int(pc.max(lengths).as_py()) or width == 0:
+                raise FeatureError(f"{source}: column {name!r} holds lists of different lengths; a vector must have one length")
+        return FeatureSpec(VECTOR, (name,), int(width))
+    for name in columns:
+        dtype = schema.field(name).type
+        if _is_list(dtype):
+            raise FeatureError(f"{source}: list column {name!r} must be the only feature column")
+        if not (_is_numeric(dtype) or pa.types.is_boolean(dtype)):
+            raise FeatureError(f"{source}: feature column {name!r} is {dtype}, expected a number")
+    return FeatureSpec(SCALARS, tuple(columns), len(columns))
+
+
+def check_schema(schema: pa.Schema, spec: FeatureSpec, source: str = "input") -> None:
+    """Raise a one-line FeatureError when `schema` cannot feed a model built for `spec`."""
+    for name in spec.columns:
+        if name not in schema.names:
+            raise FeatureError(
+                f"{source}: feature column {name!r} not found; columns are: {', '.join(schema.names)}"
+            )
+        dtype = schema.field(name).type
+        if spec.kind == VECTOR:
+            if not _is_list(dtype) or not _is_numeric(dtype.value_type):
+                raise FeatureError(f"{source}: column {name!r} is {dtype}, the model expects a list of {spec.width} numbers")
+            if pa.types.is_fixed_size_list(dtype) and dtype.list_size != spec.width:
+                raise FeatureError(
+                    f"{source}: column {name!r} holds {dtype.list_size} numbers per row, the model expects {spec.width}"
+                )
+        elif not (_is_numeric(dtype) or pa.types.is_boolean(dtype)):
+            raise FeatureError(f"{source}: column {name!r} is {dtype}, the model expects a number")
+
+
+def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
+    col = batch.column(name)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
+def _first_bad_row(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def features_to_array(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, source: str = "input") -> np.ndarray:
+    """Arrow batch -> float32 matrix [rows, spec.width]; raises FeatureError naming column and row."""
+    if spec.kind == VECTOR:
+        name = spec.columns[0]
+        col = _column(batch, name)
+        if col.null_count:
+            row = _first_bad_row(col.is_null().to_numpy(zero_copy_only=False))
+            raise FeatureError(f"{source}: column {name!r} is null at row {row}")
+        if not pa.types.is_fixed_size_list(col.type):
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+            if len(lengths) and (lengths != spec.width).any():
+                row = _first_bad_row(lengths != spec.width)
+                raise FeatureError(
+                    f"{source}: column {name!r} row {row} holds {lengths[row]} numbers, expected {spec.width}"
+                )
+        elif col.type.list_size != spec.width:
+            raise FeatureError(f"{source}: column {name!r} holds {col.type.list_size} numbers per row, expected {spec.width}")
+        values = col.flatten()
+        if values.null_count:
+            row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // spec.width
+            raise FeatureError(f"{source}: column {name!r} has a null value inside row {row}")
+        matrix = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        return matrix.reshape(len(col), spec.width)
+    out = np.empty((batch.num_rows, spec.width), dtype=np.float32)
+    for j, name in enumerate(spec.columns):
+        col = _column(batch, name)
+        if col.null_count:
+            row = _first_bad_row(col.is_null().to_numpy(zero_copy_only=False))
+            raise FeatureError(f"{source}: column {name!r} is null at row {row}")
+        out[:, j] = col.to_numpy(zero_copy_only=False)
+    return out
+
+
+def check_finite(matrix: np.ndarray, spec: FeatureSpec, source: str = "input") -> None:
+    """NaN or infinite features poison training; name the first offending row and column."""
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        row, col = (int(i) for i in np.argwhere(bad)[0])
+        name = spec.columns[0] if spec.kind == VECTOR else spec.columns[col]
+        raise FeatureError(f"{source}: column {name!r} row {row} is {matrix[row, col]} (not a finite number)")

@@ -1,0 +1,53 @@
+"""Command-line options of the pipelines: our own flags via argparse, everything else to Beam.
+
+Local runs default to Beam's in-process runner chosen explicitly, so nothing tries to download a runner
+binary (see DESIGN.md); `--runner DataflowRunner ...` and other Beam options pass straight through.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+
+def encode_arg_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ae-tf encode",
+        description="Encode Parquet rows into embedding Parquet with an ae-tf model directory (a Beam pipeline).",
+        epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
+               "--temp_location gs://B/tmp. Without --runner the local in-process runner is used.",
+    )
+    parser.add_argument("--model", required=True, help="model directory written by `ae-tf train` (local or gs://)")
+    parser.add_argument("--input", required=True, help="Parquet files: a glob or a directory (local or gs://)")
+    parser.add_argument("--output", required=True, help="output directory: part-*.parquet and _SUCCESS")
+    parser.add_argument("--keep-columns", default=None,
+                        help="comma-separated columns copied to the output (default: every non-feature column)")
+    parser.add_argument("--batch-rows", type=int, default=65536,
+                        help="rows per Arrow batch sent to the model (default: %(default)s)")
+    parser.add_argument("--max-rows-per-split", type=int, default=2_000_000,
+                        help="large files are split at row groups into units of about this many rows (default: %(default)s)")
+    parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    return parser
+
+
+def split_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Our flags -> namespace; the rest are Beam's."""
+    return parser.parse_known_args(argv)
+
+
+def pipeline_options(beam_args: Sequence[str], save_main_session: bool = True) -> PipelineOptions:
+    options = PipelineOptions(list(beam_args))
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    return options
+
+
+def local_runner_if_unset(options: PipelineOptions):
+    """The in-process runner when the user named none; None means: use the runner they asked for."""
+    if options.view_as(StandardOptions).runner:
+        return None
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    return FnApiRunner()

@@ -1,0 +1,269 @@
+"""Arrow-batch Parquet reading and writing for Beam, and the `_SUCCESS` manifest written last.
+
+Reading plans one split per file (or per group of row groups for big files) at launch, from footers only;
+workers read whole record batches. Writing gives every split one deterministic shard name: shards are
+written to a temporary directory and renamed by a single publish step, so a rerun replaces exactly the
+same files and a reader that waits for `_SUCCESS` never sees partial output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import uuid
+from collections.abc import Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import window
+
+MANIFEST = "_SUCCESS"
+TEMP_DIR = "_temporary"
+SHARD_PATTERN = "part-*.parquet"
+METRICS_NAMESPACE = "ae_tf"
+
+
+class InputError(ValueError):
+    """Input or output locations that cannot be used; the message names the path."""
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def match_files(pattern: str) -> list[str]:
+    """Glob (local or any Beam filesystem) -> sorted files; a directory means its *.parquet files."""
+    if _is_dir(pattern):
+        pattern = FileSystems.join(pattern.rstrip("/"), "*.parquet")
+    try:
+        matched = FileSystems.match([pattern])[0].metadata_list
+    except Exception:  # Beam raises for a pattern with no match on some filesystems
+        matched = []
+    files = sorted(m.path for m in matched if not _is_dir(m.path))
+    if not files:
+        raise InputError(f"{pattern}: no input file matches")
+    return files
+
+
+def _is_dir(path: str) -> bool:
+    return os.path.isdir(path) if is_local(path) else path.endswith("/")
+
+
+def open_parquet(path: str) -> pq.ParquetFile:
+    """Native reader for local files (fastest); Beam's filesystem for gs:// and others."""
+    if is_local(path):
+        return pq.ParquetFile(path)
+    return pq.ParquetFile(FileSystems.open(path, compression_type="uncompressed"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ParquetSplit:
+    """One unit of reading work: a file, or some of its row groups; `index` names its output shard."""
+
+    index: int
+    path: str
+    num_rows: int
+    row_groups: tuple[int, ...] | None = None
+
+
+def plan_splits(files: Sequence[str], max_rows_per_split: int = 2_000_000) -> tuple[list[ParquetSplit], pa.Schema]:
+    """Read footers only; split big files at row-group boundaries. Returns splits and the first schema."""
+    splits: list[ParquetSplit] = []
+    schema = None
+    for path in files:
+        try:
+            reader = open_parquet(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise InputError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+        schema = schema or reader.schema_arrow
+        meta = reader.metadata
+        group: list[int] = []
+        rows = 0
+        for rg in range(meta.num_row_groups):
+            group.append(rg)
+            rows += meta.row_group(rg).num_rows
+            if rows >= max_rows_per_split:
+                splits.append(ParquetSplit(len(splits), path, rows, tuple(group)))
+                group, rows = [], 0
+        if group or meta.num_row_groups == 0:
+            whole = len(group) == meta.num_row_groups
+            splits.append(ParquetSplit(len(splits), path, rows, None if whole else tuple(group)))
+    return splits, schema
+
+
+class _ReadSplitDoFn(beam.DoFn):
+    """Yields (split index, RecordBatch); an empty split still yields one empty batch so it gets a shard."""
+
+    def __init__(self, columns: Sequence[str], batch_rows: int):
+        self._columns = list(columns)
+        self._batch_rows = batch_rows
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
+        self._batches = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_read")
+
+    def process(self, split: ParquetSplit):
+        reader = open_parquet(split.path)
+        emitted = False
+        for batch in reader.iter_batches(batch_size=self._batch_rows, row_groups=split.row_groups,
+                                         columns=self._columns):
+            self._rows.inc(batch.num_rows)
+            self._batches.inc()
+            emitted = True
+            yield split.index, batch
+        if not emitted:
+            schema = pa.schema([reader.schema_arrow.field(c) for c in self._columns])
+            yield split.index, pa.RecordBatch.from_pylist([], schema=schema)
+
+
+class ReadParquetBatches(beam.PTransform):
+    """Planned splits -> (split index, pyarrow.RecordBatch) elements, spread over workers."""
+
+    def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = 65536):
+        super().__init__()
+        self._splits = list(splits)
+        self._columns = list(columns)
+        self._batch_rows = batch_rows
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "PlanSplits" >> beam.Create(self._splits)
+            | "SpreadSplits" >> beam.Reshuffle()
+            | "ReadRecordBatches" >> beam.ParDo(_ReadSplitDoFn(self._columns, self._batch_rows))
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardResult:
+    """A shard written to the temporary directory, waiting to be published."""
+
+    index: int
+    temp_path: str
+    rows: int
+
+
+def shard_name(index: int, num_shards: int) -> str:
+    return f"part-{index:05d}-of-{num_shards:05d}.parquet"
+
+
+class _ParquetShardWriter:
+    def __init__(self, path: str, schema: pa.Schema, compression: str):
+        self.path = path
+        self.rows = 0
+        self._file = None if is_local(path) else FileSystems.create(path)
+        sink = path if self._file is None else pa.PythonFile(self._file, mode="w")
+        self._writer = pq.ParquetWriter(sink, schema, compression=compression)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._writer.write_batch(batch)
+            self.rows += batch.num_rows
+
+    def close(self) -> None:
+        self._writer.close()
+        if self._file is not None:
+            self._file.close()
+
+
+class _WriteShardsDoFn(beam.DoFn):
+    """Writes each split's batches to its own temporary file; unique names per bundle attempt."""
+
+    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str):
+        self._temp_dir = temp_dir
+        self._schema = schema
+        self._compression = compression
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_written")
+
+    def start_bundle(self):
+        self._writers: dict[int, _ParquetShardWriter] = {}
+        self._attempt = uuid.uuid4().hex[:12]
+
+    def process(self, element):
+        index, batch = element
+        writer = self._writers.get(index)
+        if writer is None:
+            if is_local(self._temp_dir):
+                os.makedirs(self._temp_dir, exist_ok=True)
+            path = FileSystems.join(self._temp_dir, f"{index:05d}-{self._attempt}.parquet")
+            writer = self._writers[index] = _ParquetShardWriter(path, self._schema, self._compression)
+        writer.write(batch)
+        self._rows.inc(batch.num_rows)
+
+    def finish_bundle(self):
+        for index, writer in self._writers.items():
+            writer.close()
+            yield window.GlobalWindows.windowed_value(ShardResult(index, writer.path, writer.rows))
+        self._writers = {}
+
+
+class WriteParquetShards(beam.PTransform):
+    """(split index, RecordBatch) -> temporary shard files -> ShardResult per split."""
+
+    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str = "zstd"):
+        super().__init__()
+        self._temp_dir = temp_dir
+        self._schema = schema
+        self._compression = compression
+
+    def expand(self, batches):
+        return batches | "WriteShardFiles" >> beam.ParDo(
+            _WriteShardsDoFn(self._temp_dir, self._schema, self._compression))
+
+
+def prepare_output(output_dir: str, overwrite: bool) -> None:
+    """Refuse a non-empty output unless --overwrite; with it, retract the old manifest before any work."""
+    existing = [m.path for m in FileSystems.match([FileSystems.join(output_dir, "*")])[0].metadata_list] \
+        if FileSystems.exists(output_dir) else []
+    existing = [p for p in existing if os.path.basename(p.rstrip("/")) != TEMP_DIR]
+    if existing and not overwrite:
+        raise InputError(f"{output_dir}: output directory is not empty; choose a new one or pass --overwrite")
+    manifest = FileSystems.join(output_dir, MANIFEST)
+    if FileSystems.exists(manifest):
+        FileSystems.delete([manifest])
+    if is_local(output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+
+
+def publish_shards(output_dir: str, temp_dir: str, results: Sequence[ShardResult], num_shards: int) -> list[dict]:
+    """Move the committed shards to their final names, drop stale shards and the temporary directory."""
+    results = sorted(results, key=lambda r: r.index)
+    seen = [r.index for r in results]
+    if seen != list(range(num_shards)):
+        raise RuntimeError(f"{output_dir}: expected shards 0..{num_shards - 1}, got {seen}; output not published")
+    finals = [FileSystems.join(output_dir, shard_name(r.index, num_shards)) for r in results]
+    if finals:
+        FileSystems.rename([r.temp_path for r in results], finals)
+    stale = [m.path for m in FileSystems.match([FileSystems.join(output_dir, SHARD_PATTERN)])[0].metadata_list
+             if m.path not in set(finals)]
+    if stale:
+        FileSystems.delete(stale)
+    if FileSystems.exists(temp_dir):
+        FileSystems.delete([temp_dir])
+    return [{"file": os.path.basename(f), "rows": r.rows} for f, r in zip(finals, results, strict=True)]
+
+
+def write_manifest(output_dir: str, manifest: dict) -> str:
+    """Write `_SUCCESS` last; locally through a temporary name and an atomic rename."""
+    path = FileSystems.join(output_dir, MANIFEST)
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+    if is_local(path):
+        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    else:
+        with FileSystems.create(path, mime_type="application/json") as f:
+            f.write(data)
+    return path
+
+
+def read_manifest(output_dir: str) -> dict:
+    with FileSystems.open(FileSystems.join(output_dir, MANIFEST)) as f:
+        return json.loads(f.read())
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,39 @@
+"""One install for users, tests and Dataflow workers (`--setup_file ./setup.py`)."""
+
+from setuptools import find_packages, setup
+
+VERSION = "0.1.0"
+
+INSTALL_REQUIRES = [
+    "apache-beam[gcp]>=2.77,<2.78",
+    "tensorflow>=2.21,<2.22",
+    "tensorflow-datasets>=4.9,<5",
+    "pyarrow>=14,<26",
+    "numpy>=1.26,<2.5",
+]
+
+EXTRAS = {
+    # CUDA wheels for GPU training/encoding; the CPU build above is used otherwise.
+    "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
+    # The demo builds its dataset from scikit-learn's bundled digits.
+    "demo": ["scikit-learn>=1.4,<2"],
+    "test": [
+        "pytest>=8,<10",
+        "ruff>=0.6,<1",
+        "scikit-learn>=1.4,<2",
+        "pandas>=2,<4",
+        "polars>=1,<3",
+        "duckdb>=1,<3",
+    ],
+}
+
+setup(
+    name="ae-tf",
+    version=VERSION,
+    description="Keras autoencoders exported as SavedModels, and Beam pipelines that encode Parquet into embeddings.",
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["ae_tf", "ae_tf.*", "pipelines", "pipelines.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["ae-tf=ae_tf.cli:main"]},
+)
