@@ -20,7 +20,7 @@ import pyarrow as pa
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 import ae_tf
-from ae_tf.embeddings import RESERVED, encoded_batch, output_schema
+from ae_tf.embeddings import RECONSTRUCTION_ERROR, RESERVED, encoded_batch, output_schema
 from ae_tf.export import read_metadata
 from ae_tf.features import FeatureSpec, check_schema
 from pipelines.inference import AutoencoderModelHandler
@@ -115,9 +115,12 @@ def publish(results: list[ShardResult], plan: EncodePlan, started: str) -> dict:
     rows_out = sum(s["rows"] for s in shards)
     if rows_out != plan.rows_in:
         raise RuntimeError(f"{plan.output_dir}: read {plan.rows_in} rows but wrote {rows_out}; not publishing")
+    error_max = max((r.value_max for r in results if r.rows), default=None)
     manifest = {
+        "reconstruction_error": {"mean": sum(r.value_sum for r in results) / rows_out if rows_out else None,
+                                 "max": error_max},
         "rows_in": plan.rows_in, "rows_out": rows_out, "rows_rejected": 0,
-        "model_dir": plan.model_dir, "model_version": plan.model_version,
+        "model_dir": plan.model_dir, "model_version": plan.model_version, "output_dir": plan.output_dir,
         "inputs": list(plan.inputs), "shards": shards, "code_size": plan.schema.field("embedding").type.list_size,
         "keep_columns": list(plan.keep_columns), "started_at": started, "finished_at": utc_now(),
         "ae_tf_version": ae_tf.__version__,
@@ -141,7 +144,8 @@ class EncodeParquet(beam.PTransform):
             | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows)
             | "EncodeBatches" >> RunInference(handler)
             | "AssembleRows" >> beam.Map(assemble_rows, plan.schema)
-            | "WriteShards" >> WriteParquetShards(plan.temp_dir, plan.schema, plan.compression)
+            | "WriteShards" >> WriteParquetShards(plan.temp_dir, plan.schema, plan.compression,
+                                                  stats_column=RECONSTRUCTION_ERROR)
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, plan, utc_now())
         )
@@ -170,9 +174,30 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
         return None
 
 
+def summarize(manifest: dict, seconds: float) -> str:
+    """The short report printed after a run: rows, code size, reconstruction error, speed, paths."""
+    mean_error = manifest["reconstruction_error"]["mean"]
+    return "\n".join([
+        f"rows       in {manifest['rows_in']:,}  out {manifest['rows_out']:,}  rejected {manifest['rows_rejected']:,}",
+        f"model      {manifest['model_dir']}  (version {manifest['model_version']}), code size {manifest['code_size']}",
+        f"error      mean reconstruction error {mean_error if mean_error is not None else float('nan'):.5f}",
+        f"speed      {manifest['rows_in'] / max(seconds, 1e-9):,.0f} rows/s ({seconds:.1f}s wall, launch included)",
+        f"output     {manifest['output_dir']}/part-*.parquet ({len(manifest['shards'])} shard(s)) and _SUCCESS",
+    ])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`ae-tf encode` / `python -m pipelines.encode`: run and print the summary."""
+    started = time.perf_counter()
+    manifest = run(argv)
+    if manifest is None:
+        print("pipeline submitted; no local output to summarise (remote runner or dry run)")
+        return 0
+    print(summarize(manifest, time.perf_counter() - started))
+    return 0
+
+
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        run(sys.argv[1:])
-    except (InputError, ValueError, FileNotFoundError) as err:
-        sys.exit(f"error: {err}")
+    from ae_tf.cli import main as cli_main
+
+    sys.exit(cli_main(["encode", *sys.argv[1:]]))

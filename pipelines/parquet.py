@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
@@ -143,6 +144,8 @@ class ShardResult:
     index: int
     temp_path: str
     rows: int
+    value_sum: float = 0.0
+    value_max: float = float("-inf")
 
 
 def shard_name(index: int, num_shards: int) -> str:
@@ -150,9 +153,14 @@ def shard_name(index: int, num_shards: int) -> str:
 
 
 class _ParquetShardWriter:
-    def __init__(self, path: str, schema: pa.Schema, compression: str):
+    """One shard file; optionally keeps the sum and max of one float column for the manifest."""
+
+    def __init__(self, path: str, schema: pa.Schema, compression: str, stats_column: str | None = None):
         self.path = path
         self.rows = 0
+        self.value_sum = 0.0
+        self.value_max = float("-inf")
+        self._stats_column = stats_column
         self._file = None if is_local(path) else FileSystems.create(path)
         sink = path if self._file is None else pa.PythonFile(self._file, mode="w")
         self._writer = pq.ParquetWriter(sink, schema, compression=compression)
@@ -161,6 +169,10 @@ class _ParquetShardWriter:
         if batch.num_rows:
             self._writer.write_batch(batch)
             self.rows += batch.num_rows
+            if self._stats_column:
+                values = batch.column(self._stats_column).to_numpy(zero_copy_only=False)
+                self.value_sum += float(values.sum(dtype=np.float64))
+                self.value_max = max(self.value_max, float(values.max()))
 
     def close(self) -> None:
         self._writer.close()
@@ -171,10 +183,11 @@ class _ParquetShardWriter:
 class _WriteShardsDoFn(beam.DoFn):
     """Writes each split's batches to its own temporary file; unique names per bundle attempt."""
 
-    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str):
+    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str, stats_column: str | None):
         self._temp_dir = temp_dir
         self._schema = schema
         self._compression = compression
+        self._stats_column = stats_column
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_written")
 
     def start_bundle(self):
@@ -188,29 +201,36 @@ class _WriteShardsDoFn(beam.DoFn):
             if is_local(self._temp_dir):
                 os.makedirs(self._temp_dir, exist_ok=True)
             path = FileSystems.join(self._temp_dir, f"{index:05d}-{self._attempt}.parquet")
-            writer = self._writers[index] = _ParquetShardWriter(path, self._schema, self._compression)
+            writer = self._writers[index] = _ParquetShardWriter(path, self._schema, self._compression,
+                                                                       self._stats_column)
         writer.write(batch)
         self._rows.inc(batch.num_rows)
 
     def finish_bundle(self):
         for index, writer in self._writers.items():
             writer.close()
-            yield window.GlobalWindows.windowed_value(ShardResult(index, writer.path, writer.rows))
+            yield window.GlobalWindows.windowed_value(ShardResult(
+                index, writer.path, writer.rows, writer.value_sum, writer.value_max))
         self._writers = {}
 
 
 class WriteParquetShards(beam.PTransform):
-    """(split index, RecordBatch) -> temporary shard files -> ShardResult per split."""
+    """(split index, RecordBatch) -> temporary shard files -> ShardResult per split.
 
-    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str = "zstd"):
+    `stats_column` names a float column whose sum and max each shard reports (for the manifest).
+    """
+
+    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str = "zstd",
+                 stats_column: str | None = None):
         super().__init__()
         self._temp_dir = temp_dir
         self._schema = schema
         self._compression = compression
+        self._stats_column = stats_column
 
     def expand(self, batches):
         return batches | "WriteShardFiles" >> beam.ParDo(
-            _WriteShardsDoFn(self._temp_dir, self._schema, self._compression))
+            _WriteShardsDoFn(self._temp_dir, self._schema, self._compression, self._stats_column))
 
 
 def prepare_output(output_dir: str, overwrite: bool) -> None:

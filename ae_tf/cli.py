@@ -1,0 +1,115 @@
+"""The `ae-tf` command.
+
+Model-side commands (train) live here. Pipeline commands (encode, demo) are Beam programs in the
+`pipelines` package; they are imported only when invoked, so `ae_tf` itself never imports Beam and a
+trainer image without Beam can still run `ae-tf train`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+# Beam programs behind `ae-tf NAME`: the same as `python -m MODULE`.
+PIPELINE_COMMANDS = {
+    "encode": ("pipelines.encode", "batch-encode Parquet into embedding Parquet (Beam pipeline)"),
+    "demo": ("pipelines.demo", "make demo data, train, export and encode it end to end"),
+}
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("apache_beam", "absl", "tensorflow", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train an autoencoder on Parquet and export a SavedModel directory",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--input", required=True, help="Parquet files: a glob or a directory (local or gs://)")
+    p.add_argument("--features", required=True,
+                   help="one list column (list<float> or fixed_size_list<float>) or comma-separated numeric columns")
+    p.add_argument("--code-size", type=int, required=True, help="numbers in each embedding (the bottleneck)")
+    p.add_argument("--output", required=True, help="model directory to write (a SavedModel)")
+    p.add_argument("--model", dest="family", default="dense", help="model family")
+    p.add_argument("--hidden", default="128,64", help="hidden layer sizes from input to code, comma-separated")
+    p.add_argument("--activation", default="gelu", help="activation of the hidden layers")
+    p.add_argument("--normalization", default="auto", choices=["auto", "feature", "global", "none"],
+                   help="auto: per column for scalar columns, one scale for a vector column")
+    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--batch-size", type=int, default=256, help="rows per training step")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--validation-fraction", type=float, default=0.1, help="rows held out for validation")
+    p.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffling and initial weights")
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute on a GPU (ignored on CPU)")
+    p.add_argument("--checkpoint-dir", default=None, help="checkpoints and run files (default: OUTPUT.run)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ae_tf.train import make_train_config, train
+
+    config = make_train_config(
+        args.input, args.features, args.output, args.code_size, family=args.family, hidden=args.hidden,
+        activation=args.activation, normalization=args.normalization, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
+        mixed_precision=args.mixed_precision, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
+    )
+    result = train(config)
+    meta = result.metadata
+    training = meta["training"]
+    print(f"model      {args.output}  (version {meta['model_version']})")
+    print(f"family     {meta['family']}, code size {meta['code_size']}, features {','.join(meta['feature_spec']['columns'])}")
+    print(f"training   {training['epochs_run']} epochs on {training['device']}, best epoch {training['best_epoch']}, "
+          f"{training['seconds']}s")
+    print(f"loss       train {training['train_loss']:.5f}, validation {training['validation_loss'] or float('nan'):.5f}")
+    print(f"anomaly    threshold {meta['anomaly_threshold']['value']:.5f} "
+          f"(quantile {meta['anomaly_threshold']['quantile']} of validation reconstruction error)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ae-tf", description="Autoencoder embeddings for Parquet data.")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_train_parser(sub)
+    for name, (_module, text) in PIPELINE_COMMANDS.items():
+        sub.add_parser(name, help=f"{text}; `ae-tf {name} --help` for its flags", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv[:1]
+    configure_logging(verbose)
+    if verbose:
+        argv = argv[1:]
+    try:
+        if argv and argv[0] in PIPELINE_COMMANDS:
+            module = importlib.import_module(PIPELINE_COMMANDS[argv[0]][0])
+            return int(module.main(argv[1:]) or 0)
+        args = build_parser().parse_args(argv)
+        if args.command == "train":
+            return cmd_train(args)
+        build_parser().print_help()
+        return 2
+    except USER_ERRORS as err:
+        print(f"ae-tf: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ae-tf: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`make demo` / `ae-tf demo`: the main job end to end on built-in data.
+
+Writes a Parquet dataset from scikit-learn's bundled digits (enlarged with jitter), trains a dense
+autoencoder on it, exports the SavedModel, encodes the dataset with the Beam pipeline on the local
+runner and prints a summary. Expected result (defaults, 2 CPU cores): about a minute, 100,000 rows in
+and out, code size 8, validation loss well below 0.1 (pixels on a standardised scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+from collections.abc import Sequence
+
+from ae_tf.demo_data import write_digits_parquet
+from ae_tf.train import make_train_config, train
+from pipelines import encode
+
+
+def demo_arg_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ae-tf demo", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--workdir", default="demo_output", help="where data, model and embeddings go (replaced)")
+    p.add_argument("--rows", type=int, default=100_000, help="rows of demo data to generate")
+    p.add_argument("--code-size", type=int, default=8, help="embedding size")
+    p.add_argument("--epochs", type=int, default=20, help="maximum training epochs (early stopping may end sooner)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = demo_arg_parser().parse_args(argv)
+    if os.path.isdir(args.workdir):
+        shutil.rmtree(args.workdir)
+    data_dir = os.path.join(args.workdir, "data")
+    model_dir = os.path.join(args.workdir, "model")
+    out_dir = os.path.join(args.workdir, "embeddings")
+
+    started = time.perf_counter()
+    files = write_digits_parquet(data_dir, rows=args.rows)
+    print(f"[1/3] data       {args.rows:,} rows of jittered 8x8 digits in {len(files)} Parquet files under {data_dir}")
+
+    config = make_train_config(os.path.join(data_dir, "*.parquet"), "pixels", model_dir, args.code_size,
+                               epochs=args.epochs, batch_size=512, patience=3)
+    result = train(config)
+    training = result.metadata["training"]
+    print(f"[2/3] model      {model_dir}: {training['epochs_run']} epochs on {training['device']} in "
+          f"{training['seconds']}s, validation loss {training['validation_loss']:.4f}")
+
+    encode_started = time.perf_counter()
+    manifest = encode.run(["--model", model_dir, "--input", os.path.join(data_dir, "*.parquet"),
+                           "--output", out_dir])
+    print("[3/3] embeddings (Beam pipeline, local in-process runner)")
+    print(encode.summarize(manifest, time.perf_counter() - encode_started))
+    print(f"total      {time.perf_counter() - started:.1f}s")
+    print(f"read it    python -c \"import pandas as pd; print(pd.read_parquet('{out_dir}').head())\"")
+    return 0
