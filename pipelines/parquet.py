@@ -262,6 +262,9 @@ def publish_shards(output_dir: str, temp_dir: str, results: Sequence[ShardResult
         FileSystems.delete(stale)
     if FileSystems.exists(temp_dir):
         FileSystems.delete([temp_dir])
+    parent = os.path.dirname(temp_dir.rstrip("/"))
+    if is_local(parent) and os.path.isdir(parent) and not os.listdir(parent):
+        os.rmdir(parent)  # object stores have no empty directories to remove
     return [{"file": os.path.basename(f), "rows": r.rows} for f, r in zip(finals, results, strict=True)]
 
 
