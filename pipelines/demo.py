@@ -2,8 +2,8 @@
 
 Writes a Parquet dataset from scikit-learn's bundled digits (enlarged with jitter), trains a dense
 autoencoder on it, exports the SavedModel, encodes the dataset with the Beam pipeline on the local
-runner and prints a summary. Expected result (defaults, 2 CPU cores): about a minute, 100,000 rows in
-and out, code size 8, validation loss well below 0.1 (pixels on a standardised scale).
+runner and prints a summary. Expected result (defaults, 2 CPU cores): about 25 seconds, 100,000 rows in
+and out, code size 8, validation loss about 0.08 (mean squared error on the standardised pixel scale).
 """
 
 from __future__ import annotations
