@@ -52,6 +52,12 @@ def _is_numeric(dtype: pa.DataType) -> bool:
     return pa.types.is_integer(dtype) or pa.types.is_floating(dtype)
 
 
+def _is_scalar_number(dtype: pa.DataType) -> bool:
+    """Numbers, booleans, and text holding numbers (rows whose text is not a number are rejected)."""
+    return _is_numeric(dtype) or pa.types.is_boolean(dtype) or pa.types.is_string(dtype) \
+        or pa.types.is_large_string(dtype)
+
+
 def _is_list(dtype: pa.DataType) -> bool:
     return pa.types.is_list(dtype) or pa.types.is_large_list(dtype) or pa.types.is_fixed_size_list(dtype)
 
@@ -86,7 +92,7 @@ def infer_feature_spec(
         dtype = schema.field(name).type
         if _is_list(dtype):
             raise FeatureError(f"{source}: list column {name!r} must be the only feature column")
-        if not (_is_numeric(dtype) or pa.types.is_boolean(dtype)):
+        if not _is_scalar_number(dtype):
             raise FeatureError(f"{source}: feature column {name!r} is {dtype}, expected a number")
     return FeatureSpec(SCALARS, tuple(columns), len(columns))
 
@@ -106,7 +112,7 @@ def check_schema(schema: pa.Schema, spec: FeatureSpec, source: str = "input") ->
                 raise FeatureError(
                     f"{source}: column {name!r} holds {dtype.list_size} numbers per row, the model expects {spec.width}"
                 )
-        elif not (_is_numeric(dtype) or pa.types.is_boolean(dtype)):
+        elif not _is_scalar_number(dtype):
             raise FeatureError(f"{source}: column {name!r} is {dtype}, the model expects a number")
 
 
@@ -150,7 +156,10 @@ def features_to_array(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, sourc
         if col.null_count:
             row = _first_bad_row(col.is_null().to_numpy(zero_copy_only=False))
             raise FeatureError(f"{source}: column {name!r} is null at row {row}")
-        out[:, j] = col.to_numpy(zero_copy_only=False)
+        values, not_numeric = _numeric_values(col)
+        if not_numeric.any():
+            raise FeatureError(f"{source}: column {name!r} row {_first_bad_row(not_numeric)} is not a number")
+        out[:, j] = values
     return out
 
 
@@ -161,3 +170,83 @@ def check_finite(matrix: np.ndarray, spec: FeatureSpec, source: str = "input") -
         row, col = (int(i) for i in np.argwhere(bad)[0])
         name = spec.columns[0] if spec.kind == VECTOR else spec.columns[col]
         raise FeatureError(f"{source}: column {name!r} row {row} is {matrix[row, col]} (not a finite number)")
+
+
+@dataclasses.dataclass
+class RowCheck:
+    """Per-row verdict for one batch: `valid` mask and, for invalid rows, a short reason."""
+
+    valid: np.ndarray
+    reasons: np.ndarray  # object array, None where valid
+
+    @property
+    def all_valid(self) -> bool:
+        return bool(self.valid.all())
+
+
+def _reject(reasons: np.ndarray, mask: np.ndarray, reason: str) -> None:
+    """Record `reason` for rows in `mask` that have no reason yet (the first problem found wins)."""
+    reasons[mask & np.equal(reasons, None)] = reason
+
+
+def _numeric_values(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Column -> (float64 values, mask of values that are not numbers); strings are parsed."""
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        try:
+            return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), np.zeros(len(col), dtype=bool)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            values = np.full(len(col), np.nan)
+            bad = np.zeros(len(col), dtype=bool)
+            for i, text in enumerate(col.to_pylist()):  # slow path, only for a batch with a bad string
+                try:
+                    values[i] = float(text) if text is not None else np.nan
+                except ValueError:
+                    bad[i] = True
+            return values, bad
+    values = col.to_numpy(zero_copy_only=False)
+    return values.astype(np.float64, copy=False), np.zeros(len(col), dtype=bool)
+
+
+def validate_rows(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec) -> RowCheck:
+    """Find rows that cannot be encoded (nulls, wrong vector length, NaN/inf, non-numeric text).
+
+    Vectorised per column; only the invalid rows get a per-row reason string.
+    """
+    n = batch.num_rows
+    reasons = np.full(n, None, dtype=object)
+    if spec.kind == VECTOR:
+        name = spec.columns[0]
+        col = _column(batch, name)
+        is_null = col.is_null().to_numpy(zero_copy_only=False) if col.null_count else np.zeros(n, dtype=bool)
+        _reject(reasons, is_null, f"null {name!r}")
+        if pa.types.is_fixed_size_list(col.type):
+            lengths = np.full(n, col.type.list_size)
+        else:
+            lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
+        for length in np.unique(lengths[(lengths != spec.width) & ~is_null]):
+            _reject(reasons, lengths == length, f"{name!r} has {length} numbers, expected {spec.width}")
+        ok = np.equal(reasons, None)
+        if ok.any():
+            values = col.filter(pa.array(ok)).flatten()
+            matrix_bad = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+            numbers, not_numeric = _numeric_values(values)
+            bad_value = ~np.isfinite(numbers) | not_numeric
+            if matrix_bad is not None:
+                bad_value |= matrix_bad
+            per_row = bad_value.reshape(-1, spec.width).any(axis=1)
+            rows = np.flatnonzero(ok)[per_row]
+            mask = np.zeros(n, dtype=bool)
+            mask[rows] = True
+            _reject(reasons, mask, f"null, NaN, infinite or non-numeric value in {name!r}")
+    elif spec.kind == SCALARS:
+        for name in spec.columns:
+            col = _column(batch, name)
+            if col.null_count:
+                _reject(reasons, col.is_null().to_numpy(zero_copy_only=False), f"null {name!r}")
+            numbers, not_numeric = _numeric_values(col)
+            _reject(reasons, not_numeric, f"non-numeric value in {name!r}")
+            with np.errstate(invalid="ignore"):
+                _reject(reasons, ~np.isfinite(numbers) & ~col.is_null().to_numpy(zero_copy_only=False),
+                        f"NaN or infinite value in {name!r}")
+    valid = np.equal(reasons, None)
+    return RowCheck(valid=valid, reasons=reasons)

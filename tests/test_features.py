@@ -1,5 +1,7 @@
 """Parquet columns -> model input: both forms, and one-line errors naming column and row."""
 
+import datetime
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -48,7 +50,7 @@ def test_scalar_columns_of_mixed_types():
     "table, columns, message",
     [
         (pa.table({"a": [1.0]}), ["b"], "feature column 'b' not found"),
-        (pa.table({"s": ["x"]}), ["s"], "column 's' is string"),
+        (pa.table({"s": pa.array([datetime.date(2020, 1, 1)])}), ["s"], "column 's' is date32"),
         (pa.table({"v": pa.array([[1.0], [1.0, 2.0]])}), ["v"], "lists of different lengths"),
         (pa.table({"v": pa.array([[1.0]]), "a": [1.0]}), ["v", "a"], "must be the only feature column"),
     ],
