@@ -175,3 +175,26 @@ def load_model_dir(model_dir: str) -> LoadedModel:
     if missing:
         raise ModelDirError(f"{model_dir}: SavedModel lacks signature(s) {', '.join(missing)}")
     return LoadedModel(model_dir, saved, metadata)
+
+
+def signature_names(model_dir: str) -> list[str]:
+    """Signature names read from saved_model.pb without loading the graph (cheap launch-time check)."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
+        try:
+            proto.ParseFromString(f.read())
+        except Exception as err:  # a protobuf DecodeError: the file is not a SavedModel
+            raise ModelDirError(f"{model_dir}: saved_model.pb cannot be parsed ({err})") from None
+    return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
+
+
+def check_model_dir(model_dir: str) -> dict:
+    """Metadata of a usable ae-tf model directory; ModelDirError names what is missing."""
+    metadata = read_metadata(model_dir)
+    missing = [s for s in REQUIRED_SIGNATURES if s not in signature_names(model_dir)]
+    if missing:
+        raise ModelDirError(f"{model_dir}: SavedModel lacks signature(s) {', '.join(missing)}")
+    return metadata

@@ -16,28 +16,33 @@ import time
 from collections.abc import Sequence
 
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 import ae_tf
-from ae_tf.embeddings import RECONSTRUCTION_ERROR, RESERVED, encoded_batch, output_schema
-from ae_tf.export import read_metadata
-from ae_tf.features import FeatureSpec, check_schema
+from ae_tf.embeddings import RECONSTRUCTION_ERROR, RESERVED, embedding_matrix, encoded_batch, output_schema
+from ae_tf.export import check_model_dir
+from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
 from pipelines.inference import AutoencoderModelHandler
 from pipelines.options import encode_arg_parser, local_runner_if_unset, pipeline_options, split_args
 from pipelines.parquet import (
+    METRICS_NAMESPACE,
     TEMP_DIR,
+    FileFooter,
     InputError,
     ParquetSplit,
     ReadParquetBatches,
     ShardResult,
     WriteParquetShards,
     match_files,
-    open_parquet,
-    plan_splits,
     prepare_output,
     publish_shards,
+    read_footer,
     read_manifest,
+    remove_temporary,
+    splits_for,
     utc_now,
     write_manifest,
 )
@@ -45,9 +50,20 @@ from pipelines.parquet import (
 log = logging.getLogger(__name__)
 
 
+REJECTED_DIR = "_rejected"
+REJECTED = "rejected"
+SOURCE_ROW = "source_row"
+SOURCE_FILE = "source_file"
+REASON = "reason"
+
+
+class TooManyRejectedRows(ValueError):
+    """More rows failed validation than --max-rejected-fraction allows: the output is not published."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodePlan:
-    """Everything decided at launch, before any worker starts: checked inputs, schema, shard count."""
+    """Everything decided at launch, before any worker starts: checked inputs, schemas, shard count."""
 
     model_dir: str
     model_version: str
@@ -56,9 +72,12 @@ class EncodePlan:
     splits: tuple[ParquetSplit, ...]
     keep_columns: tuple[str, ...]
     schema: pa.Schema
+    rejected_schema: pa.Schema
     output_dir: str
     batch_rows: int = 65536
     compression: str = "zstd"
+    max_rejected_fraction: float = 0.01
+    skipped_files: tuple[tuple[str, str], ...] = ()
     run_id: str = ""
 
     @property
@@ -70,58 +89,166 @@ class EncodePlan:
         return f"{self.output_dir.rstrip('/')}/{TEMP_DIR}/{self.run_id}"
 
     @property
+    def rejected_dir(self) -> str:
+        return f"{self.output_dir.rstrip('/')}/{REJECTED_DIR}"
+
+    @property
     def read_columns(self) -> list[str]:
         return list(dict.fromkeys([*self.spec.columns, *self.keep_columns]))
+
+    def source_of(self, split_index: int) -> str:
+        return self.splits[split_index].path
+
+
+def _same_column(first: FileFooter, other: FileFooter, name: str) -> None:
+    a, b = first.schema.field(name).type, other.schema.field(name).type
+    if a != b:
+        raise InputError(f"{other.path}: column {name!r} is {b} here but {a} in {first.path}; "
+                         "input files must share one schema")
+
+
+def _check_footers(footers: list[FileFooter], spec: FeatureSpec, keep_columns: Sequence[str]) -> None:
+    for footer in footers:
+        check_schema(footer.schema, spec, source=footer.path)
+        for name in keep_columns:
+            if name not in footer.schema.names:
+                raise InputError(f"{footer.path}: kept column {name!r} not found; "
+                                 f"columns are: {', '.join(footer.schema.names)}")
+            _same_column(footers[0], footer, name)
 
 
 def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_columns: Sequence[str] | None = None,
                 batch_rows: int = 65536, max_rows_per_split: int = 2_000_000, compression: str = "zstd",
-                overwrite: bool = False) -> EncodePlan:
-    """Check model, inputs and output before launching; every problem is one line naming the path/column."""
-    metadata = read_metadata(model_dir)
+                overwrite: bool = False, skip_bad_files: bool = False,
+                max_rejected_fraction: float = 0.01) -> EncodePlan:
+    """Check model, inputs and output before launching; every problem is one line naming the path/column.
+
+    With `skip_bad_files`, unreadable files and files whose schema does not fit are left out and listed in
+    the manifest instead of stopping the run.
+    """
+    if not 0 <= max_rejected_fraction <= 1:
+        raise InputError(f"--max-rejected-fraction must be within [0, 1], got {max_rejected_fraction}")
+    metadata = check_model_dir(model_dir)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
     files = match_files(input_pattern)
-    splits, _ = plan_splits(files, max_rows_per_split)
-    schemas = {path: open_parquet(path).schema_arrow for path in files}
-    first = schemas[files[0]]
-    for path, schema in schemas.items():
-        check_schema(schema, spec, source=path)
+    footers: list[FileFooter] = []
+    skipped: list[tuple[str, str]] = []
+    for path in files:
+        try:
+            footer = read_footer(path)
+            check_schema(footer.schema, spec, source=path)
+            footers.append(footer)
+        except (InputError, FeatureError) as err:
+            if not skip_bad_files:
+                raise
+            skipped.append((path, str(err)))
+    if not footers:
+        raise InputError(f"{input_pattern}: no readable input file ({len(skipped)} skipped)")
     if keep_columns is None:
-        keep_columns = [n for n in first.names if n not in spec.columns and n not in RESERVED]
+        keep_columns = [n for n in footers[0].schema.names if n not in spec.columns and n not in RESERVED]
     for name in keep_columns:
-        if name in RESERVED:
+        if name in RESERVED or name in (REASON, SOURCE_FILE, SOURCE_ROW):
             raise InputError(f"--keep-columns: {name!r} is an output column name; rename it in the input")
-        for path, schema in schemas.items():
-            if name not in schema.names:
-                raise InputError(f"{path}: kept column {name!r} not found; columns are: {', '.join(schema.names)}")
+    kept_footers = []
+    for footer in footers:
+        try:
+            _check_footers([footers[0], footer], spec, keep_columns)
+            kept_footers.append(footer)
+        except (InputError, FeatureError) as err:
+            if not skip_bad_files:
+                raise
+            skipped.append((footer.path, str(err)))
+    splits = splits_for(kept_footers, max_rows_per_split)
+    first = kept_footers[0].schema
     schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir)
+    rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
+        pa.field(REASON, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())])
     prepare_output(output_dir, overwrite)
-    return EncodePlan(model_dir, metadata["model_version"], spec, tuple(files), tuple(splits),
-                      tuple(keep_columns), schema, output_dir, batch_rows, compression,
-                      run_id=time.strftime("%Y%m%d-%H%M%S"))
+    return EncodePlan(model_dir, metadata["model_version"],
+                      spec, tuple(f.path for f in kept_footers), tuple(splits), tuple(keep_columns), schema,
+                      rejected_schema, output_dir, batch_rows, compression, max_rejected_fraction,
+                      tuple(skipped), run_id=time.strftime("%Y%m%d-%H%M%S"))
 
 
-def assemble_rows(keyed: tuple[int, PredictionResult], schema: pa.Schema) -> tuple[int, pa.RecordBatch]:
+def rejected_rows(rows: pa.RecordBatch, reasons: Sequence[str], source_file: str, schema: pa.Schema) -> pa.RecordBatch:
+    """Kept columns of rejected rows + why + where they came from (file and row number in it)."""
+    columns = []
+    for field in schema:
+        if field.name == REASON:
+            columns.append(pa.array(list(reasons), pa.string()))
+        elif field.name == SOURCE_FILE:
+            columns.append(pa.array([source_file] * rows.num_rows, pa.string()))
+        else:
+            columns.append(rows.column(field.name))
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+class _ValidateRowsDoFn(beam.DoFn):
+    """Splits each batch: encodable rows go on, the others become dead-letter rows with a reason."""
+
+    def __init__(self, plan: EncodePlan):
+        self._plan = plan
+        self._rejected = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_rejected")
+
+    def process(self, element):
+        index, offset, batch = element
+        batch = batch.append_column(SOURCE_ROW, pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64)))
+        check = validate_rows(batch, self._plan.spec)
+        if check.all_valid:
+            yield (index, offset), batch
+            return
+        keep = pa.array(check.valid)
+        if check.valid.any():
+            yield (index, offset), batch.filter(keep)
+        bad = batch.filter(pc.invert(keep))
+        self._rejected.inc(bad.num_rows)
+        yield beam.pvalue.TaggedOutput(REJECTED, (index, rejected_rows(
+            bad, check.reasons[~check.valid], self._plan.source_of(index), self._plan.rejected_schema)))
+
+
+def rejected_by_model(failure, plan: EncodePlan):
+    """A batch whose model call raised: every row of it is rejected with the error's first line."""
+    batch, error = failure
+    reason = f"model error: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+    for (index, _offset), example in batch:
+        yield index, rejected_rows(example, [reason] * example.num_rows, plan.source_of(index),
+                                   plan.rejected_schema)
+
+
+def assemble_rows(keyed: tuple[tuple[int, int], PredictionResult], schema: pa.Schema) -> tuple[int, pa.RecordBatch]:
     """Kept columns from the input batch + the model's outputs, in the output schema."""
-    index, result = keyed
+    (index, _offset), result = keyed
     out = result.inference
-    return index, encoded_batch(result.example, out.column(0).flatten().to_numpy().reshape(len(out), -1),
-                                out.column(1).to_numpy(), schema)
+    return index, encoded_batch(result.example, embedding_matrix(out.column(0)), out.column(1).to_numpy(), schema)
 
 
-def publish(results: list[ShardResult], plan: EncodePlan, started: str) -> dict:
-    """Final step, run once: rename shards, check conservation, then write `_SUCCESS`."""
-    shards = publish_shards(plan.output_dir, plan.temp_dir, results, len(plan.splits))
-    rows_out = sum(s["rows"] for s in shards)
-    if rows_out != plan.rows_in:
-        raise RuntimeError(f"{plan.output_dir}: read {plan.rows_in} rows but wrote {rows_out}; not publishing")
+def publish(results: list[ShardResult], rejected: list[ShardResult], plan: EncodePlan, started: str) -> dict:
+    """Final step, run once: publish rejected rows, check conservation and the reject budget, then the
+    shards, then `_SUCCESS` last."""
+    rejected_shards = publish_shards(plan.rejected_dir, f"{plan.temp_dir}/{REJECTED}", rejected,
+                                     len(plan.splits), require_all=False)
+    rows_rejected = sum(s["rows"] for s in rejected_shards)
+    rows_out = sum(r.rows for r in results)
+    if rows_out + rows_rejected != plan.rows_in:
+        raise RuntimeError(f"{plan.output_dir}: read {plan.rows_in} rows but wrote {rows_out} and rejected "
+                           f"{rows_rejected}; output not published")
+    if rows_rejected > plan.max_rejected_fraction * plan.rows_in:
+        remove_temporary(plan.output_dir)
+        raise TooManyRejectedRows(
+            f"{plan.output_dir}: {rows_rejected:,} of {plan.rows_in:,} rows rejected "
+            f"({rows_rejected / max(plan.rows_in, 1):.1%}), above --max-rejected-fraction "
+            f"{plan.max_rejected_fraction}; reasons per row in {plan.rejected_dir}/; output not published")
+    shards = publish_shards(plan.output_dir, f"{plan.temp_dir}/main", results, len(plan.splits))
+    remove_temporary(plan.output_dir)
     error_max = max((r.value_max for r in results if r.rows), default=None)
     manifest = {
+        "rows_in": plan.rows_in, "rows_out": rows_out, "rows_rejected": rows_rejected,
         "reconstruction_error": {"mean": sum(r.value_sum for r in results) / rows_out if rows_out else None,
                                  "max": error_max},
-        "rows_in": plan.rows_in, "rows_out": rows_out, "rows_rejected": 0,
         "model_dir": plan.model_dir, "model_version": plan.model_version, "output_dir": plan.output_dir,
         "inputs": list(plan.inputs), "shards": shards, "code_size": plan.schema.field("embedding").type.list_size,
+        "rejected_shards": [f"{REJECTED_DIR}/{s['file']}" for s in rejected_shards],
+        "skipped_files": [{"file": path, "reason": reason} for path, reason in plan.skipped_files],
         "keep_columns": list(plan.keep_columns), "started_at": started, "finished_at": utc_now(),
         "ae_tf_version": ae_tf.__version__,
     }
@@ -139,15 +266,26 @@ class EncodeParquet(beam.PTransform):
     def expand(self, pbegin):
         plan = self._plan
         handler = KeyedModelHandler(AutoencoderModelHandler(plan.model_dir))
-        return (
+        checked = (
             pbegin
-            | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows)
-            | "EncodeBatches" >> RunInference(handler)
+            | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True)
+            | "ValidateRows" >> beam.ParDo(_ValidateRowsDoFn(plan)).with_outputs(REJECTED, main="valid")
+        )
+        encoded, failures = checked.valid | "EncodeBatches" >> RunInference(handler).with_exception_handling()
+        model_rejects = failures.failed_inferences | "RejectModelFailures" >> beam.FlatMap(rejected_by_model, plan)
+        rejected = (
+            (checked[REJECTED], model_rejects)
+            | "MergeRejected" >> beam.Flatten()
+            | "WriteRejectedShards" >> WriteParquetShards(f"{plan.temp_dir}/{REJECTED}", plan.rejected_schema,
+                                                          plan.compression)
+        )
+        return (
+            encoded
             | "AssembleRows" >> beam.Map(assemble_rows, plan.schema)
-            | "WriteShards" >> WriteParquetShards(plan.temp_dir, plan.schema, plan.compression,
+            | "WriteShards" >> WriteParquetShards(f"{plan.temp_dir}/main", plan.schema, plan.compression,
                                                   stats_column=RECONSTRUCTION_ERROR)
             | "CollectShards" >> beam.combiners.ToList()
-            | "PublishOutput" >> beam.Map(publish, plan, utc_now())
+            | "PublishOutput" >> beam.Map(publish, beam.pvalue.AsList(rejected), plan, utc_now())
         )
 
 
@@ -155,19 +293,40 @@ def build_pipeline(p: beam.Pipeline, plan: EncodePlan):
     return p | "EncodeParquet" >> EncodeParquet(plan)
 
 
+def _clean_failure(err: Exception) -> Exception | None:
+    """Beam wraps worker exceptions; recover our one-line user errors from the chain or the message."""
+    seen = err
+    while seen is not None:
+        if isinstance(seen, (TooManyRejectedRows, InputError)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    text = str(err)
+    for cls in (TooManyRejectedRows, InputError):
+        marker = f"{cls.__name__}: "
+        if marker in text:
+            return cls(text.split(marker, 1)[1].strip().splitlines()[0].rstrip("'\" "))
+    return None
+
+
 def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_pipeline=None) -> dict | None:
     """Parse flags, plan, run; returns the manifest (None when the runner did not execute it, e.g. a dry run)."""
     args, beam_args = split_args(encode_arg_parser(), argv)
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     plan = plan_encode(args.model, args.input, args.output, keep, args.batch_rows, args.max_rows_per_split,
-                       args.compression, args.overwrite)
-    log.info("encoding %d rows from %d file(s) in %d split(s) with model %s",
-             plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version)
+                       args.compression, args.overwrite, args.skip_bad_files, args.max_rejected_fraction)
+    log.info("encoding %d rows from %d file(s) in %d split(s) with model %s%s",
+             plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version,
+             f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
     options = pipeline_options(beam_args, save_main_session)
     pipeline = test_pipeline or beam.Pipeline(runner=local_runner_if_unset(options), options=options)
     build_pipeline(pipeline, plan)
-    result = pipeline.run()
-    result.wait_until_finish()
+    try:
+        pipeline.run().wait_until_finish()
+    except Exception as err:
+        clean = _clean_failure(err)
+        if clean is None:
+            raise
+        raise clean from None
     try:
         return read_manifest(plan.output_dir)
     except (OSError, FileNotFoundError):

@@ -30,6 +30,11 @@ def encode_arg_parser() -> argparse.ArgumentParser:
                         help="large files are split at row groups into units of about this many rows (default: %(default)s)")
     parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="leave out unreadable files and files whose schema does not fit (listed in _SUCCESS)")
+    parser.add_argument("--max-rejected-fraction", type=float, default=0.01,
+                        help="fail, publishing nothing but _rejected/, when more rows than this fraction cannot "
+                             "be encoded (default: %(default)s)")
     return parser
 
 

@@ -71,69 +71,109 @@ class ParquetSplit:
     row_groups: tuple[int, ...] | None = None
 
 
-def plan_splits(files: Sequence[str], max_rows_per_split: int = 2_000_000) -> tuple[list[ParquetSplit], pa.Schema]:
-    """Read footers only; split big files at row-group boundaries. Returns splits and the first schema."""
-    splits: list[ParquetSplit] = []
-    schema = None
-    for path in files:
-        try:
-            reader = open_parquet(path)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise InputError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-        schema = schema or reader.schema_arrow
+@dataclasses.dataclass(frozen=True)
+class FileFooter:
+    """What planning needs from one file, read from its footer only."""
+
+    path: str
+    schema: pa.Schema
+    num_rows: int
+    row_group_rows: tuple[int, ...]
+
+
+def read_footer(path: str) -> FileFooter:
+    """Footer of one Parquet file; an empty, truncated or non-Parquet file is an InputError naming it."""
+    try:
+        reader = open_parquet(path)
         meta = reader.metadata
+        return FileFooter(path, reader.schema_arrow, meta.num_rows,
+                          tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
+    except (pa.ArrowException, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
+
+
+def splits_for(footers: Sequence[FileFooter], max_rows_per_split: int = 2_000_000) -> list[ParquetSplit]:
+    """One split per file, or per run of row groups holding about `max_rows_per_split` rows."""
+    splits: list[ParquetSplit] = []
+    for footer in footers:
         group: list[int] = []
         rows = 0
-        for rg in range(meta.num_row_groups):
+        for rg, rg_rows in enumerate(footer.row_group_rows):
             group.append(rg)
-            rows += meta.row_group(rg).num_rows
+            rows += rg_rows
             if rows >= max_rows_per_split:
-                splits.append(ParquetSplit(len(splits), path, rows, tuple(group)))
+                splits.append(ParquetSplit(len(splits), footer.path, rows, tuple(group)))
                 group, rows = [], 0
-        if group or meta.num_row_groups == 0:
-            whole = len(group) == meta.num_row_groups
-            splits.append(ParquetSplit(len(splits), path, rows, None if whole else tuple(group)))
-    return splits, schema
+        if group or not footer.row_group_rows:
+            whole = len(group) == len(footer.row_group_rows)
+            splits.append(ParquetSplit(len(splits), footer.path, rows, None if whole else tuple(group)))
+    return splits
+
+
+def plan_splits(files: Sequence[str], max_rows_per_split: int = 2_000_000) -> tuple[list[ParquetSplit], pa.Schema]:
+    """Read footers only; split big files at row-group boundaries. Returns splits and the first schema."""
+    footers = [read_footer(path) for path in files]
+    return splits_for(footers, max_rows_per_split), footers[0].schema
 
 
 class _ReadSplitDoFn(beam.DoFn):
-    """Yields (split index, RecordBatch); an empty split still yields one empty batch so it gets a shard."""
+    """Yields (split index, RecordBatch), or (split index, first row's offset in the file, RecordBatch).
 
-    def __init__(self, columns: Sequence[str], batch_rows: int):
+    An empty split still yields one empty batch so that it gets a shard.
+    """
+
+    def __init__(self, columns: Sequence[str], batch_rows: int, with_offsets: bool = False):
         self._columns = list(columns)
         self._batch_rows = batch_rows
+        self._with_offsets = with_offsets
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
         self._batches = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_read")
 
     def process(self, split: ParquetSplit):
-        reader = open_parquet(split.path)
-        emitted = False
-        for batch in reader.iter_batches(batch_size=self._batch_rows, row_groups=split.row_groups,
-                                         columns=self._columns):
-            self._rows.inc(batch.num_rows)
-            self._batches.inc()
-            emitted = True
-            yield split.index, batch
+        try:
+            reader = open_parquet(split.path)
+            offset = 0
+            if split.row_groups:
+                offset = sum(reader.metadata.row_group(i).num_rows for i in range(split.row_groups[0]))
+            batches = reader.iter_batches(batch_size=self._batch_rows, row_groups=split.row_groups,
+                                          columns=self._columns)
+            emitted = False
+            for batch in batches:
+                self._rows.inc(batch.num_rows)
+                self._batches.inc()
+                emitted = True
+                yield (split.index, offset, batch) if self._with_offsets else (split.index, batch)
+                offset += batch.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise InputError(f"{split.path}: cannot read Parquet data ({str(err).splitlines()[0]})") from err
         if not emitted:
             schema = pa.schema([reader.schema_arrow.field(c) for c in self._columns])
-            yield split.index, pa.RecordBatch.from_pylist([], schema=schema)
+            empty = pa.RecordBatch.from_pylist([], schema=schema)
+            yield (split.index, offset, empty) if self._with_offsets else (split.index, empty)
 
 
 class ReadParquetBatches(beam.PTransform):
-    """Planned splits -> (split index, pyarrow.RecordBatch) elements, spread over workers."""
+    """Planned splits -> (split index, pyarrow.RecordBatch) elements, spread over workers.
 
-    def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = 65536):
+    With `with_offsets=True` elements are (split index, row offset in the file, RecordBatch).
+    """
+
+    def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = 65536,
+                 with_offsets: bool = False):
         super().__init__()
         self._splits = list(splits)
         self._columns = list(columns)
         self._batch_rows = batch_rows
+        self._with_offsets = with_offsets
 
     def expand(self, pbegin):
         return (
             pbegin
             | "PlanSplits" >> beam.Create(self._splits)
             | "SpreadSplits" >> beam.Reshuffle()
-            | "ReadRecordBatches" >> beam.ParDo(_ReadSplitDoFn(self._columns, self._batch_rows))
+            | "ReadRecordBatches" >> beam.ParDo(
+                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets))
         )
 
 
@@ -247,25 +287,40 @@ def prepare_output(output_dir: str, overwrite: bool) -> None:
         os.makedirs(output_dir, exist_ok=True)
 
 
-def publish_shards(output_dir: str, temp_dir: str, results: Sequence[ShardResult], num_shards: int) -> list[dict]:
-    """Move the committed shards to their final names, drop stale shards and the temporary directory."""
+def publish_shards(output_dir: str, temp_dir: str, results: Sequence[ShardResult], num_shards: int,
+                   require_all: bool = True) -> list[dict]:
+    """Move the committed shards to their final names, drop stale shards and the temporary directory.
+
+    `require_all`: every split 0..num_shards-1 must have a shard (main output); False for outputs such as
+    rejected rows, where only some splits write one.
+    """
     results = sorted(results, key=lambda r: r.index)
     seen = [r.index for r in results]
-    if seen != list(range(num_shards)):
+    if require_all and seen != list(range(num_shards)):
         raise RuntimeError(f"{output_dir}: expected shards 0..{num_shards - 1}, got {seen}; output not published")
     finals = [FileSystems.join(output_dir, shard_name(r.index, num_shards)) for r in results]
     if finals:
+        if is_local(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
         FileSystems.rename([r.temp_path for r in results], finals)
-    stale = [m.path for m in FileSystems.match([FileSystems.join(output_dir, SHARD_PATTERN)])[0].metadata_list
-             if m.path not in set(finals)]
-    if stale:
-        FileSystems.delete(stale)
+    if FileSystems.exists(output_dir):
+        stale = [m.path for m in FileSystems.match([FileSystems.join(output_dir, SHARD_PATTERN)])[0].metadata_list
+                 if m.path not in set(finals)]
+        if stale:
+            FileSystems.delete(stale)
     if FileSystems.exists(temp_dir):
         FileSystems.delete([temp_dir])
     parent = os.path.dirname(temp_dir.rstrip("/"))
     if is_local(parent) and os.path.isdir(parent) and not os.listdir(parent):
         os.rmdir(parent)  # object stores have no empty directories to remove
     return [{"file": os.path.basename(f), "rows": r.rows} for f, r in zip(finals, results, strict=True)]
+
+
+def remove_temporary(output_dir: str) -> None:
+    """Drop `_temporary` entirely, including leftovers of earlier killed runs."""
+    temp_root = FileSystems.join(output_dir, TEMP_DIR)
+    if FileSystems.exists(temp_root):
+        FileSystems.delete([temp_root])
 
 
 def write_manifest(output_dir: str, manifest: dict) -> str:
