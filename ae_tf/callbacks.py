@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -32,3 +33,32 @@ class NaNGuard(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"training loss became {loss} at batch {batch}: lower --learning-rate or check the input"
             )
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Appends each finished epoch's metrics to a JSON-lines file, so a resumed run keeps the whole curve."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        with tf.io.gfile.GFile(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    @staticmethod
+    def read(path: str) -> dict:
+        """{metric: [value per epoch]}, the shape of Keras' History, last record per epoch winning."""
+        import tensorflow as tf
+
+        by_epoch = {}
+        with tf.io.gfile.GFile(path) as f:
+            for line in f:
+                if line.strip():
+                    record = json.loads(line)
+                    by_epoch[record.pop("epoch")] = record
+        keys = sorted({k for r in by_epoch.values() for k in r})
+        return {k: [by_epoch[e].get(k, float("nan")) for e in sorted(by_epoch)] for k in keys}

@@ -20,15 +20,20 @@ PIPELINE_COMMANDS = {
     "demo": ("pipelines.demo", "make demo data, train, export and encode it end to end"),
 }
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError)
 
 
 def configure_logging(verbose: bool = False) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("apache_beam", "absl", "tensorflow", "h5py"):
+    for noisy in ("absl", "tensorflow", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The local runner logs a worker's traceback before re-raising it; the CLI reports the error itself
+    # (one line for user errors, the full traceback otherwise), so Beam's copy is shown only with --verbose.
+    logging.getLogger("apache_beam").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+    logging.getLogger().handlers[0].addFilter(lambda record: verbose or record.levelno > logging.WARNING
+                                             or "Resource module is not available" not in record.getMessage())
 
 
 def add_train_parser(sub) -> None:
@@ -53,6 +58,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute on a GPU (ignored on CPU)")
     p.add_argument("--checkpoint-dir", default=None, help="checkpoints and run files (default: OUTPUT.run)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a killed run from its last finished epoch (backup in the checkpoint dir)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -64,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
         mixed_precision=args.mixed_precision, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
+        resume=args.resume,
     )
     result = train(config)
     meta = result.metadata

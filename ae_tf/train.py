@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +44,7 @@ class TrainConfig:
     shuffle_buffer: int = 100_000
     checkpoint_dir: str | None = None
     overwrite: bool = False
+    resume: bool = False
 
     def validate(self) -> None:
         self.model.validate()
@@ -97,12 +99,17 @@ def collect_scores(model, dataset) -> np.ndarray:
     return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
 
-def train(config: TrainConfig) -> TrainResult:
-    """Stream the Parquet input, fit, and export the model directory; returns model and metadata."""
+def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
+    """Stream the Parquet input, fit, and export the model directory; returns model and metadata.
+
+    Progress is backed up to `run_dir/backup` after every epoch: with `config.resume` a killed run goes on
+    from its last finished epoch (weights, optimiser and epoch counter); without it a fresh run starts.
+    `callbacks` are extra Keras callbacks, run after ours.
+    """
     import keras
     import tensorflow as tf
 
-    from ae_tf.callbacks import EpochSummary, NaNGuard
+    from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard
     from ae_tf.devices import choose_strategy, describe_devices
     from ae_tf.export import export_model
     from ae_tf.models import Standardize, build_model
@@ -123,29 +130,43 @@ def train(config: TrainConfig) -> TrainResult:
         mode = "global" if spec.kind == VECTOR else "feature"
     shift, scale = stats.scales(mode)
 
-    strategy = choose_strategy(config.mixed_precision)
-    with strategy.scope():
-        model = build_model(config.model, spec.width, Standardize(shift, scale, name="standardize"))
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-
     val_rows = source.num_rows - stats.count
     train_ds = source.dataset(TRAIN, config.batch_size, shuffle=True, shuffle_buffer=config.shuffle_buffer,
                               rows=stats.count)
     val_ds = source.dataset(VALIDATION, config.batch_size, rows=val_rows) if val_rows > 0 else None
+
+    strategy = choose_strategy(config.mixed_precision)
+    with strategy.scope():
+        model = build_model(config.model, spec.width, Standardize(shift, scale, name="standardize"))
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        model(next(iter(train_ds.take(1))))  # build every variable now, inside the strategy's scope
     monitor = "val_loss" if val_ds is not None else "loss"
+    backup_dir = os.path.join(config.run_dir, "backup")
+    history_log = os.path.join(config.run_dir, "history.jsonl")
+    resuming = config.resume and tf.io.gfile.exists(backup_dir)
+    if not resuming:
+        for stale in (backup_dir, history_log):
+            if tf.io.gfile.exists(stale):
+                tf.io.gfile.rmtree(stale) if tf.io.gfile.isdir(stale) else tf.io.gfile.remove(stale)
+    elif config.resume:
+        log.info("resuming from %s", backup_dir)
     tf.io.gfile.makedirs(config.run_dir)
-    callbacks = [
+    all_callbacks = [
         NaNGuard(),
+        keras.callbacks.BackupAndRestore(backup_dir),
+        EpochHistory(history_log),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
         keras.callbacks.ModelCheckpoint(os.path.join(config.run_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),
         EpochSummary(),
+        *callbacks,
     ]
     started = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks, verbose=2,
+    fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=all_callbacks, verbose=2,
                     shuffle=False)
     seconds = time.perf_counter() - started
-    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    history = EpochHistory.read(history_log) if resuming else \
+        {k: [float(v) for v in vals] for k, vals in fit.history.items()}
 
     val_scores = collect_scores(model, val_ds if val_ds is not None else source.dataset(TRAIN, 4096))
     best_epoch = int(np.argmin(history[monitor])) + 1
