@@ -13,17 +13,20 @@ import pyarrow as pa
 
 EMBEDDING = "embedding"
 RECONSTRUCTION_ERROR = "reconstruction_error"
+IS_ANOMALY = "is_anomaly"
 MODEL_VERSION_KEY = b"ae_tf.model_version"
 MODEL_DIR_KEY = b"ae_tf.model_dir"
-RESERVED = (EMBEDDING, RECONSTRUCTION_ERROR)
+RESERVED = (EMBEDDING, RECONSTRUCTION_ERROR, IS_ANOMALY)
 
 
 def output_schema(input_schema: pa.Schema, keep_columns: Sequence[str], code_size: int,
-                  model_version: str, model_dir: str = "") -> pa.Schema:
+                  model_version: str, model_dir: str = "", flag_anomalies: bool = False) -> pa.Schema:
     """Schema of every output shard (known before any row is read, so empty shards have it too)."""
     fields = [input_schema.field(name) for name in keep_columns]
     fields += [pa.field(EMBEDDING, pa.list_(pa.float32(), code_size)),
                pa.field(RECONSTRUCTION_ERROR, pa.float32())]
+    if flag_anomalies:
+        fields.append(pa.field(IS_ANOMALY, pa.bool_()))
     return pa.schema(fields, metadata={MODEL_VERSION_KEY: model_version.encode(), MODEL_DIR_KEY: model_dir.encode()})
 
 
@@ -34,14 +37,19 @@ def embedding_array(matrix: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def encoded_batch(source: pa.RecordBatch | pa.Table, embedding: np.ndarray, error: np.ndarray,
-                  schema: pa.Schema) -> pa.RecordBatch:
-    """Kept columns of `source` + the model outputs, laid out as `schema` (from `output_schema`)."""
+                  schema: pa.Schema, anomaly_threshold: float | None = None) -> pa.RecordBatch:
+    """Kept columns of `source` + the model outputs, laid out as `schema` (from `output_schema`).
+
+    With an `is_anomaly` field in the schema, rows whose error exceeds `anomaly_threshold` are flagged.
+    """
     columns = []
     for field in schema:
         if field.name == EMBEDDING:
             columns.append(embedding_array(embedding))
         elif field.name == RECONSTRUCTION_ERROR:
             columns.append(pa.array(np.asarray(error, dtype=np.float32)))
+        elif field.name == IS_ANOMALY:
+            columns.append(pa.array(np.asarray(error) > anomaly_threshold))
         else:
             column = source.column(field.name)
             if isinstance(column, pa.ChunkedArray):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.anomaly import quantile_table
 from ae_tf.data import TRAIN, VALIDATION, ParquetSource, match_files, open_parquet
 from ae_tf.features import VECTOR, FeatureSpec, infer_feature_spec, parse_feature_columns
 from ae_tf.models import ModelConfig
@@ -188,6 +189,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         "reconstruction_error": {
             "mean": float(val_scores.mean()) if len(val_scores) else None,
             "measured_on": "validation" if val_ds is not None else "train",
+            "quantiles": quantile_table(val_scores),
         },
         "anomaly_threshold": {
             "value": float(np.quantile(val_scores, ANOMALY_QUANTILE)) if len(val_scores) else None,

@@ -22,7 +22,15 @@ import pyarrow.compute as pc
 from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
 
 import ae_tf
-from ae_tf.embeddings import RECONSTRUCTION_ERROR, RESERVED, embedding_matrix, encoded_batch, output_schema
+from ae_tf.anomaly import resolve_threshold
+from ae_tf.embeddings import (
+    IS_ANOMALY,
+    RECONSTRUCTION_ERROR,
+    RESERVED,
+    embedding_matrix,
+    encoded_batch,
+    output_schema,
+)
 from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
 from pipelines.inference import AutoencoderModelHandler
@@ -78,6 +86,8 @@ class EncodePlan:
     compression: str = "zstd"
     max_rejected_fraction: float = 0.01
     skipped_files: tuple[tuple[str, str], ...] = ()
+    anomaly_threshold: float | None = None
+    anomaly_rule: str = ""
     run_id: str = ""
 
     @property
@@ -120,7 +130,8 @@ def _check_footers(footers: list[FileFooter], spec: FeatureSpec, keep_columns: S
 def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_columns: Sequence[str] | None = None,
                 batch_rows: int = 65536, max_rows_per_split: int = 2_000_000, compression: str = "zstd",
                 overwrite: bool = False, skip_bad_files: bool = False,
-                max_rejected_fraction: float = 0.01) -> EncodePlan:
+                max_rejected_fraction: float = 0.01, flag_anomalies: bool = False,
+                anomaly_threshold: float | None = None, anomaly_quantile: float | None = None) -> EncodePlan:
     """Check model, inputs and output before launching; every problem is one line naming the path/column.
 
     With `skip_bad_files`, unreadable files and files whose schema does not fit are left out and listed in
@@ -130,6 +141,9 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
         raise InputError(f"--max-rejected-fraction must be within [0, 1], got {max_rejected_fraction}")
     metadata = check_model_dir(model_dir)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
+    threshold, rule = None, ""
+    if flag_anomalies or anomaly_threshold is not None or anomaly_quantile is not None:
+        threshold, rule = resolve_threshold(metadata, anomaly_threshold, anomaly_quantile)
     files = match_files(input_pattern)
     footers: list[FileFooter] = []
     skipped: list[tuple[str, str]] = []
@@ -160,14 +174,15 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
             skipped.append((footer.path, str(err)))
     splits = splits_for(kept_footers, max_rows_per_split)
     first = kept_footers[0].schema
-    schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir)
+    schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir,
+                           flag_anomalies=threshold is not None)
     rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
         pa.field(REASON, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())])
     prepare_output(output_dir, overwrite)
     return EncodePlan(model_dir, metadata["model_version"],
                       spec, tuple(f.path for f in kept_footers), tuple(splits), tuple(keep_columns), schema,
                       rejected_schema, output_dir, batch_rows, compression, max_rejected_fraction,
-                      tuple(skipped), run_id=time.strftime("%Y%m%d-%H%M%S"))
+                      tuple(skipped), threshold, rule, run_id=time.strftime("%Y%m%d-%H%M%S"))
 
 
 def rejected_rows(rows: pa.RecordBatch, reasons: Sequence[str], source_file: str, schema: pa.Schema) -> pa.RecordBatch:
@@ -215,11 +230,13 @@ def rejected_by_model(failure, plan: EncodePlan):
                                    plan.rejected_schema)
 
 
-def assemble_rows(keyed: tuple[tuple[int, int], PredictionResult], schema: pa.Schema) -> tuple[int, pa.RecordBatch]:
-    """Kept columns from the input batch + the model's outputs, in the output schema."""
+def assemble_rows(keyed: tuple[tuple[int, int], PredictionResult], schema: pa.Schema,
+                  anomaly_threshold: float | None = None) -> tuple[int, pa.RecordBatch]:
+    """Kept columns from the input batch + the model's outputs (+ is_anomaly), in the output schema."""
     (index, _offset), result = keyed
     out = result.inference
-    return index, encoded_batch(result.example, embedding_matrix(out.column(0)), out.column(1).to_numpy(), schema)
+    return index, encoded_batch(result.example, embedding_matrix(out.column(0)), out.column(1).to_numpy(), schema,
+                                anomaly_threshold)
 
 
 def publish(results: list[ShardResult], rejected: list[ShardResult], plan: EncodePlan, started: str) -> dict:
@@ -250,6 +267,9 @@ def publish(results: list[ShardResult], rejected: list[ShardResult], plan: Encod
         "rejected_shards": [f"{REJECTED_DIR}/{s['file']}" for s in rejected_shards],
         "skipped_files": [{"file": path, "reason": reason} for path, reason in plan.skipped_files],
         "keep_columns": list(plan.keep_columns), "started_at": started, "finished_at": utc_now(),
+        "anomalies": None if plan.anomaly_threshold is None else {
+            "threshold": plan.anomaly_threshold, "rule": plan.anomaly_rule,
+            "rows_flagged": sum(r.true_count for r in results)},
         "ae_tf_version": ae_tf.__version__,
     }
     write_manifest(plan.output_dir, manifest)
@@ -281,9 +301,10 @@ class EncodeParquet(beam.PTransform):
         )
         return (
             encoded
-            | "AssembleRows" >> beam.Map(assemble_rows, plan.schema)
-            | "WriteShards" >> WriteParquetShards(f"{plan.temp_dir}/main", plan.schema, plan.compression,
-                                                  stats_column=RECONSTRUCTION_ERROR)
+            | "AssembleRows" >> beam.Map(assemble_rows, plan.schema, plan.anomaly_threshold)
+            | "WriteShards" >> WriteParquetShards(
+                f"{plan.temp_dir}/main", plan.schema, plan.compression, stats_column=RECONSTRUCTION_ERROR,
+                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None)
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, beam.pvalue.AsList(rejected), plan, utc_now())
         )
@@ -313,7 +334,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     args, beam_args = split_args(encode_arg_parser(), argv)
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     plan = plan_encode(args.model, args.input, args.output, keep, args.batch_rows, args.max_rows_per_split,
-                       args.compression, args.overwrite, args.skip_bad_files, args.max_rejected_fraction)
+                       args.compression, args.overwrite, args.skip_bad_files, args.max_rejected_fraction,
+                       args.flag_anomalies, args.anomaly_threshold, args.anomaly_quantile)
     log.info("encoding %d rows from %d file(s) in %d split(s) with model %s%s",
              plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
@@ -340,6 +362,9 @@ def summarize(manifest: dict, seconds: float) -> str:
         f"rows       in {manifest['rows_in']:,}  out {manifest['rows_out']:,}  rejected {manifest['rows_rejected']:,}",
         f"model      {manifest['model_dir']}  (version {manifest['model_version']}), code size {manifest['code_size']}",
         f"error      mean reconstruction error {mean_error if mean_error is not None else float('nan'):.5f}",
+        *([f"anomalies  {manifest['anomalies']['rows_flagged']:,} rows flagged above "
+           f"{manifest['anomalies']['threshold']:.5f} ({manifest['anomalies']['rule']})"]
+          if manifest.get("anomalies") else []),
         f"speed      {manifest['rows_in'] / max(seconds, 1e-9):,.0f} rows/s ({seconds:.1f}s wall, launch included)",
         f"output     {manifest['output_dir']}/part-*.parquet ({len(manifest['shards'])} shard(s)) and _SUCCESS",
     ])

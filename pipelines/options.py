@@ -30,6 +30,14 @@ def encode_arg_parser() -> argparse.ArgumentParser:
                         help="large files are split at row groups into units of about this many rows (default: %(default)s)")
     parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    parser.add_argument("--flag-anomalies", action="store_true",
+                        help="add is_anomaly: reconstruction error above the model's calibrated threshold "
+                             "(99th percentile of validation error, from its metadata)")
+    parser.add_argument("--anomaly-threshold", type=float, default=None,
+                        help="flag rows whose reconstruction error exceeds this value (implies --flag-anomalies)")
+    parser.add_argument("--anomaly-quantile", type=float, default=None,
+                        help="flag rows above this quantile of the model's validation reconstruction errors, "
+                             "e.g. 0.995 (implies --flag-anomalies)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="leave out unreadable files and files whose schema does not fit (listed in _SUCCESS)")
     parser.add_argument("--max-rejected-fraction", type=float, default=0.01,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
@@ -186,6 +187,7 @@ class ShardResult:
     rows: int
     value_sum: float = 0.0
     value_max: float = float("-inf")
+    true_count: int = 0
 
 
 def shard_name(index: int, num_shards: int) -> str:
@@ -193,14 +195,18 @@ def shard_name(index: int, num_shards: int) -> str:
 
 
 class _ParquetShardWriter:
-    """One shard file; optionally keeps the sum and max of one float column for the manifest."""
+    """One shard file; optionally keeps the sum and max of one float column, and the number of true
+    values of one boolean column, for the manifest."""
 
-    def __init__(self, path: str, schema: pa.Schema, compression: str, stats_column: str | None = None):
+    def __init__(self, path: str, schema: pa.Schema, compression: str, stats_column: str | None = None,
+                 count_column: str | None = None):
         self.path = path
         self.rows = 0
         self.value_sum = 0.0
         self.value_max = float("-inf")
+        self.true_count = 0
         self._stats_column = stats_column
+        self._count_column = count_column
         self._file = None if is_local(path) else FileSystems.create(path)
         sink = path if self._file is None else pa.PythonFile(self._file, mode="w")
         self._writer = pq.ParquetWriter(sink, schema, compression=compression)
@@ -213,6 +219,8 @@ class _ParquetShardWriter:
                 values = batch.column(self._stats_column).to_numpy(zero_copy_only=False)
                 self.value_sum += float(values.sum(dtype=np.float64))
                 self.value_max = max(self.value_max, float(values.max()))
+            if self._count_column:
+                self.true_count += int(pc.sum(batch.column(self._count_column)).as_py() or 0)
 
     def close(self) -> None:
         self._writer.close()
@@ -223,11 +231,13 @@ class _ParquetShardWriter:
 class _WriteShardsDoFn(beam.DoFn):
     """Writes each split's batches to its own temporary file; unique names per bundle attempt."""
 
-    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str, stats_column: str | None):
+    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str, stats_column: str | None,
+                 count_column: str | None):
         self._temp_dir = temp_dir
         self._schema = schema
         self._compression = compression
         self._stats_column = stats_column
+        self._count_column = count_column
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_written")
 
     def start_bundle(self):
@@ -242,7 +252,7 @@ class _WriteShardsDoFn(beam.DoFn):
                 os.makedirs(self._temp_dir, exist_ok=True)
             path = FileSystems.join(self._temp_dir, f"{index:05d}-{self._attempt}.parquet")
             writer = self._writers[index] = _ParquetShardWriter(path, self._schema, self._compression,
-                                                                       self._stats_column)
+                                                                       self._stats_column, self._count_column)
         writer.write(batch)
         self._rows.inc(batch.num_rows)
 
@@ -250,27 +260,30 @@ class _WriteShardsDoFn(beam.DoFn):
         for index, writer in self._writers.items():
             writer.close()
             yield window.GlobalWindows.windowed_value(ShardResult(
-                index, writer.path, writer.rows, writer.value_sum, writer.value_max))
+                index, writer.path, writer.rows, writer.value_sum, writer.value_max, writer.true_count))
         self._writers = {}
 
 
 class WriteParquetShards(beam.PTransform):
     """(split index, RecordBatch) -> temporary shard files -> ShardResult per split.
 
-    `stats_column` names a float column whose sum and max each shard reports (for the manifest).
+    `stats_column` names a float column whose sum and max each shard reports, `count_column` a boolean
+    column whose true values it counts (for the manifest).
     """
 
     def __init__(self, temp_dir: str, schema: pa.Schema, compression: str = "zstd",
-                 stats_column: str | None = None):
+                 stats_column: str | None = None, count_column: str | None = None):
         super().__init__()
         self._temp_dir = temp_dir
         self._schema = schema
         self._compression = compression
         self._stats_column = stats_column
+        self._count_column = count_column
 
     def expand(self, batches):
         return batches | "WriteShardFiles" >> beam.ParDo(
-            _WriteShardsDoFn(self._temp_dir, self._schema, self._compression, self._stats_column))
+            _WriteShardsDoFn(self._temp_dir, self._schema, self._compression, self._stats_column,
+                             self._count_column))
 
 
 def prepare_output(output_dir: str, overwrite: bool) -> None:
