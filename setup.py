@@ -17,6 +17,8 @@ EXTRAS = {
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
     # The demo builds its dataset from scikit-learn's bundled digits.
     "demo": ["scikit-learn>=1.4,<2"],
+    # `ae-tf report` (and `ae-tf sweep`'s plot) draw PNG figures with matplotlib (Agg, no display).
+    "report": ["matplotlib>=3.8,<4"],
     "test": [
         "pytest>=8,<10",
         "ruff>=0.6,<1",
@@ -24,6 +26,9 @@ EXTRAS = {
         "pandas>=2,<4",
         "polars>=1,<3",
         "duckdb>=1,<3",
+        "matplotlib>=3.8,<4",
+        # the image tests write PNG, JPEG, GIF, BMP and WebP files (the models decode them with TensorFlow)
+        "pillow>=10,<13",
     ],
 }
 

@@ -14,10 +14,25 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ae_tf.cli_models import (
+    add_input_arguments,
+    add_model_arguments,
+    add_sweep_parser,
+    add_tfds_parser,
+    cmd_sweep,
+    cmd_tfds_to_parquet,
+    family_summary,
+    model_kwargs,
+)
+from ae_tf.cli_registry import add_models_parser, add_retrain_parser, cmd_models, cmd_retrain
+from ae_tf.cli_report import add_report_parser, cmd_report
+
 # Beam programs behind `ae-tf NAME`: the same as `python -m MODULE`.
 PIPELINE_COMMANDS = {
     "encode": ("pipelines.encode", "batch-encode Parquet into embedding Parquet (Beam pipeline)"),
     "demo": ("pipelines.demo", "make demo data, train, export and encode it end to end"),
+    "reduce": ("pipelines.reduce", "PCA-reduce embedding Parquet; saves the fit (Beam pipeline)"),
+    "dedup": ("pipelines.dedup", "find exact and near-duplicate rows of embedding Parquet (Beam pipeline)"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError)
@@ -39,19 +54,13 @@ def configure_logging(verbose: bool = False) -> None:
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train an autoencoder on Parquet and export a SavedModel directory",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--input", required=True, help="Parquet files: a glob or a directory (local or gs://)")
-    p.add_argument("--features", required=True,
-                   help="one list column (list<float> or fixed_size_list<float>) or comma-separated numeric columns")
+    add_input_arguments(p)
     p.add_argument("--code-size", type=int, required=True, help="numbers in each embedding (the bottleneck)")
     p.add_argument("--output", required=True, help="model directory to write (a SavedModel)")
-    p.add_argument("--model", dest="family", default="dense", help="model family")
-    p.add_argument("--hidden", default="128,64", help="hidden layer sizes from input to code, comma-separated")
-    p.add_argument("--activation", default="gelu", help="activation of the hidden layers")
-    p.add_argument("--normalization", default="auto", choices=["auto", "feature", "global", "none"],
-                   help="auto: per column for scalar columns, one scale for a vector column")
+    add_model_arguments(p)
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=256, help="rows per training step")
-    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate")
     p.add_argument("--validation-fraction", type=float, default=0.1, help="rows held out for validation")
     p.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffling and initial weights")
@@ -66,8 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ae_tf.train import make_train_config, train
 
     config = make_train_config(
-        args.input, args.features, args.output, args.code_size, family=args.family, hidden=args.hidden,
-        activation=args.activation, normalization=args.normalization, epochs=args.epochs,
+        args.input, args.features, args.output, args.code_size, **model_kwargs(args), epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate,
         validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
         mixed_precision=args.mixed_precision, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
@@ -81,6 +89,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training   {training['epochs_run']} epochs on {training['device']}, best epoch {training['best_epoch']}, "
           f"{training['seconds']}s")
     print(f"loss       train {training['train_loss']:.5f}, validation {training['validation_loss'] or float('nan'):.5f}")
+    if family_summary(meta):
+        print(f"metrics    {family_summary(meta)}")
     print(f"anomaly    threshold {meta['anomaly_threshold']['value']:.5f} "
           f"(quantile {meta['anomaly_threshold']['quantile']} of validation reconstruction error)")
     return 0
@@ -91,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_parser(sub)
+    add_retrain_parser(sub)
+    add_models_parser(sub)
+    add_sweep_parser(sub)
+    add_tfds_parser(sub)
+    add_report_parser(sub)
     for name, (_module, text) in PIPELINE_COMMANDS.items():
         sub.add_parser(name, help=f"{text}; `ae-tf {name} --help` for its flags", add_help=False)
     return parser
@@ -109,6 +124,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "retrain":
+            return cmd_retrain(args)
+        if args.command == "models":
+            return cmd_models(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "tfds-to-parquet":
+            return cmd_tfds_to_parquet(args)
+        if args.command == "report":
+            return cmd_report(args)
         build_parser().print_help()
         return 2
     except USER_ERRORS as err:

@@ -2,32 +2,49 @@
 
 Nothing here holds the whole dataset in memory: files are read batch by batch, the train/validation split
 is a deterministic per-row draw (same rows every epoch), and normalisation statistics are accumulated in
-one streaming pass.
+one streaming pass. Image columns stream their stored bytes (or pixel arrays); tf.data decodes them in
+parallel with the same functions the SavedModel runs (ae_tf.images). TensorFlow Datasets by name go
+through ae_tf.tfds_source, which offers the same interface; `open_source` picks one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ae_tf.features import FeatureError, FeatureSpec, check_finite, check_schema, features_to_array
+from ae_tf.features import (
+    IMAGE,
+    FeatureError,
+    FeatureSpec,
+    check_finite,
+    check_schema,
+    features_to_array,
+    infer_feature_spec,
+)
 
 log = logging.getLogger(__name__)
 
 TRAIN = "train"
 VALIDATION = "validation"
 ALL = "all"
+IMAGE_SHUFFLE_BUFFER = 10_000  # encoded images are large: cap the rows held for shuffling
 
 
-def match_files(pattern: str) -> list[str]:
-    """Expand a glob (local or gs://) into sorted file paths; a directory means every *.parquet in it."""
+def match_files(pattern: str | tuple[str, ...] | list[str]) -> list[str]:
+    """Expand a glob (local or gs://) into sorted file paths; a directory means every *.parquet in it.
+
+    Several patterns (e.g. the partitions `ae-tf retrain --latest-partitions` chose) are expanded one by one.
+    """
     import tensorflow as tf
 
+    if not isinstance(pattern, str):
+        return sorted({path for one in pattern for path in match_files(one)})
     if tf.io.gfile.isdir(pattern):
         pattern = pattern.rstrip("/") + "/*.parquet"
     files = sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
@@ -80,7 +97,8 @@ class ParquetSource:
                 reader.iter_batches(batch_size=self.read_rows, columns=list(self.spec.columns))
             ):
                 matrix = features_to_array(batch, self.spec, source=path)
-                check_finite(matrix, self.spec, source=f"{path} (batch {batch_index})")
+                if matrix.dtype != object:  # encoded images are checked when decoded
+                    check_finite(matrix, self.spec, source=f"{path} (batch {batch_index})")
                 if part != ALL:
                     held_out = validation_mask(
                         len(matrix), self.validation_fraction, self.seed, file_index, batch_index
@@ -89,8 +107,27 @@ class ParquetSource:
                 if len(matrix):
                     yield matrix
 
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.files)
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.files, self.num_rows)
+
+    def count_rows(self, part: str = TRAIN) -> int:
+        """Rows in one part of the split, reading only the feature column (no decoding)."""
+        count = sum(len(m) for m in self.iter_arrays(part))
+        if count == 0:
+            raise FeatureError(f"{self.files[0]}: no {part} rows to train on")
+        return count
+
     def statistics(self, part: str = TRAIN) -> FeatureStats:
-        """One streaming pass: per-column count, mean and standard deviation in float64."""
+        """One streaming pass: per-column count, mean and standard deviation in float64.
+
+        Images need no statistics (they are scaled to [0, 1] inside the model): only the count.
+        """
+        if self.spec.kind == IMAGE:
+            return FeatureStats.count_only(self.count_rows(part))
         count = 0
         total = np.zeros(self.spec.width)
         total_sq = np.zeros(self.spec.width)
@@ -110,8 +147,11 @@ class ParquetSource:
         """A re-iterable tf.data pipeline of [batch, width] float32 tensors (file order reshuffled per epoch).
 
         `rows` (the part's row count, known after `statistics`) lets Keras show real progress per epoch.
+        Image features come out as prepared float32 [batch, h, w, c] images in [0, 1].
         """
         import tensorflow as tf
+
+        from ae_tf.images import model_input_signature
 
         epoch = {"n": 0}
 
@@ -122,16 +162,80 @@ class ParquetSource:
                 epoch["n"] += 1
             yield from self.iter_arrays(part, order)
 
-        ds = tf.data.Dataset.from_generator(
-            generate, output_signature=tf.TensorSpec([None, self.spec.width], tf.float32)
-        )
-        ds = ds.unbatch()
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=self.seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch_size)
+        ds = tf.data.Dataset.from_generator(generate, output_signature=model_input_signature(self.spec))
+        return batch_rows(ds.unbatch(), self.spec, batch_size, shuffle, shuffle_buffer, self.seed, rows)
+
+
+def batch_rows(rows_ds, spec: FeatureSpec, batch_size: int, shuffle: bool, shuffle_buffer: int, seed: int,
+               rows: int | None = None):
+    """A dataset of single stored rows -> shuffled, prepared training batches (shared by every source).
+
+    Encoded images are decoded row by row in parallel; a row that fails to decode is dropped with a
+    logged warning rather than ending a long training run (the row count is then not asserted).
+    """
+    import tensorflow as tf
+
+    from ae_tf.images import BYTES, arrays_to_images, image_decoder
+
+    if shuffle:
+        if spec.kind == IMAGE:
+            shuffle_buffer = min(shuffle_buffer, IMAGE_SHUFFLE_BUFFER)
+        rows_ds = rows_ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if spec.kind == IMAGE and spec.image.encoding == BYTES:
+        ds = rows_ds.map(image_decoder(spec.image), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.ignore_errors(log_warning=True).batch(batch_size)
+    else:
+        ds = rows_ds.batch(batch_size)
+        if spec.kind == IMAGE:
+            ds = ds.map(lambda x: arrays_to_images(x, spec.image), num_parallel_calls=tf.data.AUTOTUNE)
         if rows is not None:
             ds = ds.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
-        return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fingerprint(files: list[str], num_rows: int) -> str:
+    """Identifies the training data cheaply: file names, sizes and the row count."""
+    import tensorflow as tf
+
+    digest = hashlib.sha256(str(num_rows).encode())
+    for path in files:
+        digest.update(path.encode())
+        digest.update(str(tf.io.gfile.stat(path).length).encode())
+    return digest.hexdigest()[:16]
+
+
+def resolve_spec(files: list[str], features: Sequence[str], image=None) -> FeatureSpec:
+    """The FeatureSpec of `features` in these files, from the first file's schema and first rows.
+
+    `image` (an ae_tf.images.ImageRequest) asks for an image feature with a given size/channels.
+    """
+    first = open_parquet(files[0])
+    sample = next(first.iter_batches(batch_size=64 if image else 1024, columns=list(features)), None)
+    sample_table = pa.Table.from_batches([sample]) if sample is not None else None
+    return infer_feature_spec(first.schema_arrow, features, source=files[0], sample=sample_table, image=image)
+
+
+def image_request(model) -> object | None:
+    """The ImageRequest implied by a ModelConfig: a conv network or explicit image flags ask for images."""
+    from ae_tf.images import ImageRequest
+
+    wants_conv = model.family == "conv" or model.base == "conv"
+    if not (wants_conv or model.image_size or model.channels):
+        return None
+    return ImageRequest(model.image_size, model.channels, 2 ** len(model.filters) if wants_conv else 1)
+
+
+def open_source(config):
+    """The training input of a TrainConfig: Parquet files (`input`) or a TFDS dataset (`tfds`)."""
+    request = image_request(config.model)
+    if getattr(config, "tfds", None):
+        from ae_tf.tfds_source import TfdsSource
+
+        return TfdsSource.open(config.tfds, config.tfds_data_dir, config.features, request,
+                               config.validation_fraction, config.seed)
+    files = match_files(config.input)
+    spec = resolve_spec(files, config.features, request)
+    return ParquetSource(files, spec, config.validation_fraction, config.seed, config.read_rows)
 
 
 @dataclasses.dataclass
@@ -141,6 +245,10 @@ class FeatureStats:
     count: int
     mean: np.ndarray
     std: np.ndarray
+
+    @classmethod
+    def count_only(cls, count: int) -> FeatureStats:
+        return cls(count, np.zeros(1), np.ones(1))
 
     def scales(self, mode: str) -> tuple[np.ndarray, np.ndarray]:
         """(shift, scale) per feature for `feature` (per-column), `global` (one for all) or `none`."""

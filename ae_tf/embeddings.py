@@ -64,3 +64,56 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
         column = column.combine_chunks()
     width = column.type.list_size
     return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
+
+
+class IncompleteOutputError(ValueError):
+    """A pipeline output directory read before its `_SUCCESS` manifest was written."""
+
+
+def _embedding_files(path: str) -> list[str]:
+    """A directory (its *.parquet), a glob or one file -> sorted Parquet files; names starting with _ or .
+    (manifests, _pca/, temporary files) are skipped. A directory of ae-tf shards must have `_SUCCESS`."""
+    import glob
+    import os
+
+    if os.path.isdir(path):
+        files = sorted(glob.glob(os.path.join(path, "*.parquet")))
+        shards = [f for f in files if os.path.basename(f).startswith("part-")]
+        if shards and not os.path.exists(os.path.join(path, "_SUCCESS")):
+            raise IncompleteOutputError(f"{path}: no _SUCCESS yet: the output is incomplete (a pipeline is still "
+                                        "writing it, or it failed); wait for _SUCCESS, or pass a glob to read it anyway")
+    elif any(ch in path for ch in "*?["):
+        files = sorted(glob.glob(path))
+    else:
+        files = [path] if os.path.exists(path) else []
+    files = [f for f in files if not os.path.basename(f).startswith(("_", "."))]
+    if not files:
+        raise FileNotFoundError(f"{path}: no Parquet file found")
+    return files
+
+
+def read_embeddings(path: str, column: str = EMBEDDING, id_column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding Parquet (an output directory, a glob or one file) -> (ids, float32 matrix [rows, k]).
+
+    Rows come in file order. `id_column` defaults to `id` when present, else the first column that is
+    neither the vector nor `reconstruction_error`; with no such column the ids are row numbers. Works for
+    any list-of-numbers column, e.g. `column="reduced"` on `ae-tf reduce` output.
+    """
+    import pyarrow.parquet as pq
+
+    from ae_tf.features import features_to_array, infer_feature_spec
+
+    files = _embedding_files(path)
+    schema = pq.read_schema(files[0])
+    if column not in schema.names:
+        raise ValueError(f"{files[0]}: column {column!r} not found; columns are: {', '.join(schema.names)}")
+    if id_column is None:
+        others = [n for n in schema.names if n not in (column, RECONSTRUCTION_ERROR)]
+        id_column = "id" if "id" in schema.names else (others[0] if others else None)
+    columns = [column] if id_column is None else [id_column, column]
+    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="permissive")
+    spec = infer_feature_spec(table.schema, [column], source=path, sample=table)
+    matrix = features_to_array(table, spec, source=path)
+    if id_column is None:
+        return np.arange(table.num_rows), matrix
+    return table.column(id_column).to_numpy(), matrix

@@ -9,7 +9,15 @@ import numpy as np
 import pyarrow as pa
 
 from ae_tf.export import LoadedModel, load_model_dir
-from ae_tf.features import FeatureSpec, features_to_array
+from ae_tf.features import IMAGE, FeatureError, FeatureSpec, RowCheck, features_to_array, validate_rows
+
+
+class ImageDecodeError(FeatureError):
+    """Some images of a batch cannot be decoded; `check` holds the per-row verdict and reasons."""
+
+    def __init__(self, message: str, check: RowCheck):
+        super().__init__(message)
+        self.check = check
 
 
 class BatchEncoder:
@@ -33,10 +41,11 @@ class BatchEncoder:
         return self.model.version
 
     def encode_array(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [rows, width] -> (embedding [rows, k], reconstruction_error [rows])."""
+        """float32 [rows, width] (or encoded image bytes [rows]) -> (embedding [rows, k], error [rows])."""
         import tensorflow as tf
 
-        tensor = tf.constant(features, dtype=tf.float32)
+        is_bytes = features.dtype == object
+        tensor = tf.constant(features, dtype=tf.string if is_bytes else tf.float32)
         if self._fused is not None:
             out = self._fused(features=tensor)
             return out["embedding"].numpy(), out["reconstruction_error"].numpy()
@@ -44,4 +53,26 @@ class BatchEncoder:
             self._score(features=tensor)["reconstruction_error"].numpy()
 
     def encode(self, batch: pa.RecordBatch | pa.Table, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
-        return self.encode_array(features_to_array(batch, self.spec, source=source))
+        """One model call for the batch. An undecodable image fails the whole call inside TensorFlow; it is
+        then re-raised as an ImageDecodeError naming the rows and reasons (`row_check` finds them first
+        when a caller wants to route such rows elsewhere)."""
+        features = features_to_array(batch, self.spec, source=source)
+        if self.spec.kind != IMAGE:
+            return self.encode_array(features)
+        import tensorflow as tf
+
+        try:
+            return self.encode_array(features)
+        except tf.errors.InvalidArgumentError:
+            check = self.row_check(batch)
+            if check.all_valid:
+                raise
+            bad = np.flatnonzero(~check.valid)
+            shown = "; ".join(f"row {i}: {check.reasons[i]}" for i in bad[:5])
+            more = f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+            raise ImageDecodeError(f"{source}: {len(bad)} of {len(features)} image(s) in column "
+                                   f"{self.spec.columns[0]!r} cannot be decoded: {shown}{more}", check) from None
+
+    def row_check(self, batch: pa.RecordBatch | pa.Table) -> RowCheck:
+        """Per-row validity and reasons for this model's features (ae_tf.features.validate_rows)."""
+        return validate_rows(batch, self.spec)

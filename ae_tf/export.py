@@ -1,10 +1,13 @@
 """The model directory contract: a plain SavedModel plus a metadata JSON in its assets.
 
-Signatures (all take `features`, float32 [rows, width], raw values; normalisation is inside):
+Signatures (all take `features`: the stored values, raw; normalisation and image decoding are inside):
   encode / serving_default -> embedding [rows, k]
-  decode (embedding)       -> reconstruction [rows, width], raw scale
+  decode (embedding)       -> reconstruction [rows, width] in raw scale, or [rows, h, w, c] in [0, 1]
   score                    -> reconstruction_error [rows]
   encode_and_score         -> both, in one pass (what the Beam pipeline calls)
+  sample (n, VAE only)     -> samples: n rows (or images) decoded from codes drawn from the prior
+`features` is float32 [rows, width] for numeric features, tf.string [rows] of encoded files (PNG, JPEG,
+...) for image-bytes features, float32 [rows, h*w*c] for images stored as pixel arrays.
 The directory is written under a temporary name and renamed, so it is never seen half-written.
 """
 
@@ -52,10 +55,12 @@ def library_versions() -> dict:
             "python": platform.python_version()}
 
 
-def _signature_functions(model, width: int):
+def _signature_functions(model, spec):
     import tensorflow as tf
 
-    features = tf.TensorSpec([None, width], tf.float32, name="features")
+    from ae_tf.images import model_input_signature
+
+    features = model_input_signature(spec)
     code = tf.TensorSpec([None, model.config.code_size], tf.float32, name="embedding")
 
     def encode(features):
@@ -68,15 +73,22 @@ def _signature_functions(model, width: int):
         return {"reconstruction_error": model.score(features)}
 
     def encode_and_score(features):
-        return {"embedding": model.encode(features), "reconstruction_error": model.score(features)}
+        embedding, error = model.encode_and_score(features)
+        return {"embedding": embedding, "reconstruction_error": error}
 
-    return [
+    functions = [
         ("serving_default", encode, features),
         ("encode", encode, features),
         ("decode", decode, code),
         ("score", score, features),
         ("encode_and_score", encode_and_score, features),
     ]
+    if hasattr(model, "sample"):
+        def sample(n):
+            return {"samples": model.sample(n)}
+
+        functions.append(("sample", sample, tf.TensorSpec([], tf.int32, name="n")))
+    return functions
 
 
 def export_model(model, model_dir: str, metadata: dict, history: dict | None = None,
@@ -87,7 +99,9 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
 
     if tf.io.gfile.exists(model_dir) and not overwrite:
         raise ModelDirError(f"{model_dir}: already exists; choose a new path or pass --overwrite")
-    width = int(metadata["feature_spec"]["width"])
+    from ae_tf.features import FeatureSpec
+
+    spec = FeatureSpec.from_dict(metadata["feature_spec"])
     created = dt.datetime.now(dt.timezone.utc)
     metadata = {
         "format": FORMAT,
@@ -95,12 +109,12 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         "created_at": created.isoformat(timespec="seconds"),
         "versions": library_versions(),
         **metadata,
-        "signatures": [name for name, _, _ in _signature_functions(model, width)],
+        "signatures": [name for name, _, _ in _signature_functions(model, spec)],
     }
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, fn, spec in _signature_functions(model, width):
-        archive.add_endpoint(name=name, fn=fn, input_signature=[spec])
+    for name, fn, input_spec in _signature_functions(model, spec):
+        archive.add_endpoint(name=name, fn=fn, input_signature=[input_spec])
 
     staging = f"{model_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
     try:

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+if TYPE_CHECKING:
+    from ae_tf.images import ImageRequest, ImageSpec
+
 VECTOR = "vector"
 SCALARS = "scalars"
+IMAGE = "image"  # one column of encoded image bytes or pixel arrays; see ae_tf.images
 
 
 class FeatureError(ValueError):
@@ -23,18 +28,28 @@ class FeatureError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """Which columns feed the model and how: one list column of `width` numbers, or `width` scalar columns."""
+    """Which columns feed the model and how: one list column of `width` numbers, or `width` scalar columns,
+    or one image column (`image` says its geometry and storage; `width` is then height*width*channels)."""
 
     kind: str
     columns: tuple[str, ...]
     width: int
+    image: ImageSpec | None = None
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "columns": list(self.columns), "width": self.width}
+        data = {"kind": self.kind, "columns": list(self.columns), "width": self.width}
+        if self.image is not None:
+            data["image"] = self.image.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
-        return cls(kind=data["kind"], columns=tuple(data["columns"]), width=int(data["width"]))
+        image = None
+        if data.get("image"):
+            from ae_tf.images import ImageSpec
+
+            image = ImageSpec.from_dict(data["image"])
+        return cls(kind=data["kind"], columns=tuple(data["columns"]), width=int(data["width"]), image=image)
 
 
 def parse_feature_columns(text: str | Sequence[str]) -> list[str]:
@@ -63,14 +78,25 @@ def _is_list(dtype: pa.DataType) -> bool:
 
 
 def infer_feature_spec(
-    schema: pa.Schema, columns: Sequence[str], source: str = "input", sample: pa.Table | None = None
+    schema: pa.Schema, columns: Sequence[str], source: str = "input", sample: pa.Table | None = None,
+    image: ImageRequest | None = None,
 ) -> FeatureSpec:
-    """Decide the feature form from the Parquet schema (and a sample batch for variable-length lists)."""
+    """Decide the feature form from the Parquet schema (and a sample batch for variable-length lists).
+
+    A binary (or struct<bytes, path>) column is always an image; `image` asks for an image feature from a
+    list column too (a conv model), with the size and channels the user chose.
+    """
     missing = [c for c in columns if c not in schema.names]
     if missing:
         raise FeatureError(
             f"{source}: feature column {missing[0]!r} not found; columns are: {', '.join(schema.names)}"
         )
+    from ae_tf import images
+
+    if any(images.is_bytes_type(schema.field(c).type) for c in columns) or image is not None:
+        if len(columns) != 1:
+            raise FeatureError(f"{source}: an image column must be the only feature column, got {', '.join(columns)}")
+        return images.infer_image_spec(schema.field(columns[0]), sample, image, source)
     if len(columns) == 1 and _is_list(schema.field(columns[0]).type):
         name = columns[0]
         dtype = schema.field(name).type
@@ -105,7 +131,11 @@ def check_schema(schema: pa.Schema, spec: FeatureSpec, source: str = "input") ->
                 f"{source}: feature column {name!r} not found; columns are: {', '.join(schema.names)}"
             )
         dtype = schema.field(name).type
-        if spec.kind == VECTOR:
+        if spec.kind == IMAGE:
+            from ae_tf.images import check_image_schema
+
+            check_image_schema(schema, spec, source)
+        elif spec.kind == VECTOR:
             if not _is_list(dtype) or not _is_numeric(dtype.value_type):
                 raise FeatureError(f"{source}: column {name!r} is {dtype}, the model expects a list of {spec.width} numbers")
             if pa.types.is_fixed_size_list(dtype) and dtype.list_size != spec.width:
@@ -128,7 +158,14 @@ def _first_bad_row(mask: np.ndarray) -> int:
 
 
 def features_to_array(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, source: str = "input") -> np.ndarray:
-    """Arrow batch -> float32 matrix [rows, spec.width]; raises FeatureError naming column and row."""
+    """Arrow batch -> float32 matrix [rows, spec.width]; raises FeatureError naming column and row.
+
+    Image features give what the SavedModel takes: an object array of encoded bytes, or float32 pixels.
+    """
+    if spec.kind == IMAGE:
+        from ae_tf.images import image_features
+
+        return image_features(_column(batch, spec.columns[0]), spec, source)
     if spec.kind == VECTOR:
         name = spec.columns[0]
         col = _column(batch, name)
@@ -212,6 +249,10 @@ def validate_rows(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec) -> RowChe
 
     Vectorised per column; only the invalid rows get a per-row reason string.
     """
+    if spec.kind == IMAGE:  # decodes each image once, with the model's own decoder
+        from ae_tf.images import image_row_validity
+
+        return image_row_validity(_column(batch, spec.columns[0]), spec)
     n = batch.num_rows
     reasons = np.full(n, None, dtype=object)
     if spec.kind == VECTOR:

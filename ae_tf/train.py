@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -14,11 +13,11 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from ae_tf.anomaly import quantile_table
-from ae_tf.data import TRAIN, VALIDATION, ParquetSource, match_files, open_parquet
-from ae_tf.features import VECTOR, FeatureSpec, infer_feature_spec, parse_feature_columns
+from ae_tf.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
+from ae_tf.features import parse_feature_columns
+from ae_tf.images import parse_image_size
 from ae_tf.models import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,11 @@ ANOMALY_QUANTILE = 0.99
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs; defaults are the documented recipe."""
+    """Everything one training run needs; defaults are the documented recipe.
+
+    The input is Parquet (`input`, a glob or directory) or a TensorFlow Datasets split by name (`tfds`,
+    NAME[:split], with `tfds_data_dir`); `features` may be empty for TFDS (its image is used).
+    """
 
     input: str
     features: tuple[str, ...]
@@ -36,7 +39,10 @@ class TrainConfig:
     model: ModelConfig = ModelConfig()
     epochs: int = 20
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
+    # a small dataset is cycled so every epoch has at least this many steps: the same 20 epochs then
+    # train 1,000 rows as well as 1,000,000 (larger inputs are unaffected)
+    min_steps_per_epoch: int = 100
     validation_fraction: float = 0.1
     patience: int = 5
     seed: int = 0
@@ -46,9 +52,15 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     overwrite: bool = False
     resume: bool = False
+    tfds: str | None = None
+    tfds_data_dir: str | None = None
 
     def validate(self) -> None:
         self.model.validate()
+        if bool(self.input) == bool(self.tfds):
+            raise ValueError("give exactly one training input: --input (Parquet) or --tfds (a TFDS dataset)")
+        if self.input and not self.features:
+            raise ValueError("--features names no column")
         if self.epochs < 1:
             raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -57,6 +69,8 @@ class TrainConfig:
             raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
             raise ValueError(f"--learning-rate must be positive, got {self.learning_rate}")
+        if self.min_steps_per_epoch < 1:
+            raise ValueError(f"--min-steps-per-epoch must be at least 1, got {self.min_steps_per_epoch}")
 
     @property
     def run_dir(self) -> str:
@@ -77,31 +91,13 @@ class TrainResult:
     history: dict
 
 
-def fingerprint(files: list[str], num_rows: int) -> str:
-    """Identifies the training data cheaply: file names, sizes and the row count."""
-    import tensorflow as tf
-
-    digest = hashlib.sha256(str(num_rows).encode())
-    for path in files:
-        digest.update(path.encode())
-        digest.update(str(tf.io.gfile.stat(path).length).encode())
-    return digest.hexdigest()[:16]
-
-
-def resolve_spec(files: list[str], features: tuple[str, ...]) -> FeatureSpec:
-    first = open_parquet(files[0])
-    sample = next(first.iter_batches(batch_size=1024, columns=list(features)), None)
-    sample_table = pa.Table.from_batches([sample]) if sample is not None else None
-    return infer_feature_spec(first.schema_arrow, features, source=files[0], sample=sample_table)
-
-
 def collect_scores(model, dataset) -> np.ndarray:
     scores = [np.asarray(model.score(batch)) for batch in dataset]
     return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
 
 def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
-    """Stream the Parquet input, fit, and export the model directory; returns model and metadata.
+    """Stream the input (Parquet or TFDS), fit, and export the model directory; returns model and metadata.
 
     Progress is backed up to `run_dir/backup` after every epoch: with `config.resume` a killed run goes on
     from its last finished epoch (weights, optimiser and epoch counter); without it a fresh run starts.
@@ -113,32 +109,29 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard
     from ae_tf.devices import choose_strategy, describe_devices
     from ae_tf.export import export_model
-    from ae_tf.models import Standardize, build_model
+    from ae_tf.models import build_model, input_layer
 
     config.validate()
     if tf.io.gfile.exists(config.output) and not config.overwrite:
         raise FileExistsError(f"{config.output}: already exists; choose a new path or pass --overwrite")
     keras.utils.set_random_seed(config.seed)
-    files = match_files(config.input)
-    spec = resolve_spec(files, config.features)
-    source = ParquetSource(files, spec, config.validation_fraction, config.seed, config.read_rows)
-    log.info("input: %d file(s), %d rows, features %s (%s, width %d)",
-             len(files), source.num_rows, ",".join(spec.columns), spec.kind, spec.width)
+    source = open_source(config)
+    spec = source.spec
+    log.info("input: %s (%d input(s)), %d rows, features %s (%s, width %d)", source.inputs[0],
+             len(source.inputs), source.num_rows, ",".join(spec.columns), spec.kind, spec.width)
 
     stats = source.statistics(TRAIN)
-    mode = config.model.normalization
-    if mode == "auto":
-        mode = "global" if spec.kind == VECTOR else "feature"
-    shift, scale = stats.scales(mode)
+    prepare, normalization = input_layer(spec, stats, config.model.normalization)
 
     val_rows = source.num_rows - stats.count
+    steps_per_epoch = max(config.min_steps_per_epoch, -(-stats.count // config.batch_size))
     train_ds = source.dataset(TRAIN, config.batch_size, shuffle=True, shuffle_buffer=config.shuffle_buffer,
-                              rows=stats.count)
+                              rows=stats.count).repeat()
     val_ds = source.dataset(VALIDATION, config.batch_size, rows=val_rows) if val_rows > 0 else None
 
     strategy = choose_strategy(config.mixed_precision)
     with strategy.scope():
-        model = build_model(config.model, spec.width, Standardize(shift, scale, name="standardize"))
+        model = build_model(config.model, spec, prepare)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
         model(next(iter(train_ds.take(1))))  # build every variable now, inside the strategy's scope
     monitor = "val_loss" if val_ds is not None else "loss"
@@ -157,14 +150,16 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         keras.callbacks.BackupAndRestore(backup_dir),
         EpochHistory(history_log),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.patience, restore_best_weights=True),
+        # halve the step size when progress stalls, before early stopping gives up
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=max(1, config.patience // 2)),
         keras.callbacks.ModelCheckpoint(os.path.join(config.run_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),
         EpochSummary(),
         *callbacks,
     ]
     started = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=all_callbacks, verbose=2,
-                    shuffle=False)
+    fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                    callbacks=all_callbacks, verbose=2, shuffle=False)
     seconds = time.perf_counter() - started
     history = EpochHistory.read(history_log) if resuming else \
         {k: [float(v) for v in vals] for k, vals in fit.history.items()}
@@ -175,7 +170,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         "family": config.model.family,
         "code_size": config.model.code_size,
         "feature_spec": spec.to_dict(),
-        "normalization": {"mode": mode, "shift": shift.tolist(), "scale": scale.tolist()},
+        "normalization": normalization,
+        "model": model.describe(),
         "training": {
             "device": describe_devices(),
             "epochs_run": len(history["loss"]),
@@ -185,6 +181,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
             "rows_train": int(stats.count),
             "rows_validation": int(len(val_scores)) if val_ds is not None else 0,
             "seconds": round(seconds, 2),
+            # every Keras metric at the best epoch: reconstruction, and kl/nll/elbo (vae) or
+            # code_activation/sparsity_penalty (sparse), with val_* on the held-out rows
+            "metrics": {k: v[best_epoch - 1] for k, v in history.items() if len(v) >= best_epoch},
         },
         "reconstruction_error": {
             "mean": float(val_scores.mean()) if len(val_scores) else None,
@@ -195,7 +194,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
             "value": float(np.quantile(val_scores, ANOMALY_QUANTILE)) if len(val_scores) else None,
             "quantile": ANOMALY_QUANTILE,
         },
-        "data": {"inputs": files, "rows": source.num_rows, "fingerprint": fingerprint(files, source.num_rows)},
+        "data": {"inputs": source.inputs, "rows": source.num_rows, "fingerprint": source.fingerprint()},
         "config": config.to_dict(),
     }
     metadata = export_model(model, config.output, metadata, history=history, overwrite=config.overwrite)
@@ -205,14 +204,19 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     return TrainResult(model, metadata, history)
 
 
-def make_train_config(input: str, features: str, output: str, code_size: int, **kwargs) -> TrainConfig:
+def make_train_config(input: str | None, features: str | None, output: str, code_size: int,
+                      **kwargs) -> TrainConfig:
     """CLI-shaped arguments -> a validated TrainConfig (model fields are split off by name)."""
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
     model_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in model_fields and kwargs[k] is not None}
-    if "hidden" in model_kwargs and isinstance(model_kwargs["hidden"], str):
-        model_kwargs["hidden"] = tuple(int(h) for h in model_kwargs["hidden"].split(",") if h.strip())
+    for name in ("hidden", "filters"):
+        if name in model_kwargs and isinstance(model_kwargs[name], str):
+            model_kwargs[name] = tuple(int(h) for h in model_kwargs[name].split(",") if h.strip())
+    if "image_size" in model_kwargs:
+        model_kwargs["image_size"] = parse_image_size(model_kwargs["image_size"])
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    config = TrainConfig(input=input, features=tuple(parse_feature_columns(features)), output=output,
+    columns = tuple(parse_feature_columns(features)) if features else ()
+    config = TrainConfig(input=input or "", features=columns, output=output,
                          model=ModelConfig(code_size=code_size, **model_kwargs), **kwargs)
     config.validate()
     return config

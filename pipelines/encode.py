@@ -9,6 +9,7 @@ shard per split -> published under final names -> `_SUCCESS` manifest written la
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -33,6 +34,7 @@ from ae_tf.embeddings import (
 )
 from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
+from ae_tf.registry import resolve_model_dir
 from pipelines.inference import AutoencoderModelHandler
 from pipelines.options import encode_arg_parser, local_runner_if_unset, pipeline_options, split_args
 from pipelines.parquet import (
@@ -54,6 +56,7 @@ from pipelines.parquet import (
     utc_now,
     write_manifest,
 )
+from pipelines.progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +142,7 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
     """
     if not 0 <= max_rejected_fraction <= 1:
         raise InputError(f"--max-rejected-fraction must be within [0, 1], got {max_rejected_fraction}")
+    model_dir = resolve_model_dir(model_dir)  # a registry -> its champion's version dir, fixed at launch
     metadata = check_model_dir(model_dir)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
     threshold, rule = None, ""
@@ -288,7 +292,8 @@ class EncodeParquet(beam.PTransform):
         handler = KeyedModelHandler(AutoencoderModelHandler(plan.model_dir))
         checked = (
             pbegin
-            | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True)
+            | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True,
+                                                  progress_key=f"encode-{plan.run_id}")
             | "ValidateRows" >> beam.ParDo(_ValidateRowsDoFn(plan)).with_outputs(REJECTED, main="valid")
         )
         encoded, failures = checked.valid | "EncodeBatches" >> RunInference(handler).with_exception_handling()
@@ -340,10 +345,14 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
              plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
     options = pipeline_options(beam_args, save_main_session)
-    pipeline = test_pipeline or beam.Pipeline(runner=local_runner_if_unset(options), options=options)
+    local_runner = local_runner_if_unset(options)
+    pipeline = test_pipeline or beam.Pipeline(runner=local_runner, options=options)
     build_pipeline(pipeline, plan)
+    reporter = ProgressReporter(f"encode-{plan.run_id}", "encode", plan.rows_in, args.progress_interval) \
+        if local_runner is not None and args.progress_interval > 0 else contextlib.nullcontext()
     try:
-        pipeline.run().wait_until_finish()
+        with reporter:
+            pipeline.run().wait_until_finish()
     except Exception as err:
         clean = _clean_failure(err)
         if clean is None:

@@ -38,17 +38,36 @@ def encode_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anomaly-quantile", type=float, default=None,
                         help="flag rows above this quantile of the model's validation reconstruction errors, "
                              "e.g. 0.995 (implies --flag-anomalies)")
+    parser.add_argument("--progress-interval", type=float, default=3.0,
+                        help="seconds between progress lines on the local runner; 0 turns them off "
+                             "(default: %(default)s)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="leave out unreadable files and files whose schema does not fit (listed in _SUCCESS)")
     parser.add_argument("--max-rejected-fraction", type=float, default=0.01,
                         help="fail, publishing nothing but _rejected/, when more rows than this fraction cannot "
                              "be encoded (default: %(default)s)")
+    add_gpu_flag(parser)
     return parser
 
 
 def split_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    """Our flags -> namespace; the rest are Beam's."""
-    return parser.parse_known_args(argv)
+    """Our flags -> namespace; the rest are Beam's (presets such as --gpu expanded into Beam options)."""
+    args, beam_args = parser.parse_known_args(argv)
+    if getattr(args, "gpu", None) is not None:
+        from pipelines.dataflow import with_gpu_preset
+
+        beam_args = with_gpu_preset(beam_args, args.gpu)
+    return args, beam_args
+
+
+def add_gpu_flag(parser: argparse.ArgumentParser) -> None:
+    """`--gpu [TYPE[:COUNT]]`: the Dataflow GPU worker preset (pipelines.dataflow explains what it sets)."""
+    from pipelines.dataflow import DEFAULT_GPU
+
+    parser.add_argument("--gpu", nargs="?", const=DEFAULT_GPU, default=None, metavar="TYPE[:COUNT]",
+                        help=f"Dataflow GPU workers (default type {DEFAULT_GPU}): adds the accelerator with its "
+                             "driver, a machine type that carries it, and one SDK process (one model copy) per "
+                             "worker; needs --sdk_container_image built from deploy/dataflow/Dockerfile")
 
 
 def pipeline_options(beam_args: Sequence[str], save_main_session: bool = True) -> PipelineOptions:

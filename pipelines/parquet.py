@@ -23,6 +23,8 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
+from pipelines import progress
+
 MANIFEST = "_SUCCESS"
 TEMP_DIR = "_temporary"
 SHARD_PATTERN = "part-*.parquet"
@@ -124,10 +126,12 @@ class _ReadSplitDoFn(beam.DoFn):
     An empty split still yields one empty batch so that it gets a shard.
     """
 
-    def __init__(self, columns: Sequence[str], batch_rows: int, with_offsets: bool = False):
+    def __init__(self, columns: Sequence[str], batch_rows: int, with_offsets: bool = False,
+                 progress_key: str | None = None):
         self._columns = list(columns)
         self._batch_rows = batch_rows
         self._with_offsets = with_offsets
+        self._progress_key = progress_key
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
         self._batches = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_read")
 
@@ -143,6 +147,8 @@ class _ReadSplitDoFn(beam.DoFn):
             for batch in batches:
                 self._rows.inc(batch.num_rows)
                 self._batches.inc()
+                if self._progress_key:
+                    progress.add(self._progress_key, batch.num_rows)
                 emitted = True
                 yield (split.index, offset, batch) if self._with_offsets else (split.index, batch)
                 offset += batch.num_rows
@@ -158,15 +164,17 @@ class ReadParquetBatches(beam.PTransform):
     """Planned splits -> (split index, pyarrow.RecordBatch) elements, spread over workers.
 
     With `with_offsets=True` elements are (split index, row offset in the file, RecordBatch).
+    `progress_key` names the tally (pipelines.progress) that a local run's progress line reads.
     """
 
     def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = 65536,
-                 with_offsets: bool = False):
+                 with_offsets: bool = False, progress_key: str | None = None):
         super().__init__()
         self._splits = list(splits)
         self._columns = list(columns)
         self._batch_rows = batch_rows
         self._with_offsets = with_offsets
+        self._progress_key = progress_key
 
     def expand(self, pbegin):
         return (
@@ -174,7 +182,7 @@ class ReadParquetBatches(beam.PTransform):
             | "PlanSplits" >> beam.Create(self._splits)
             | "SpreadSplits" >> beam.Reshuffle()
             | "ReadRecordBatches" >> beam.ParDo(
-                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets))
+                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets, self._progress_key))
         )
 
 

@@ -1,0 +1,32 @@
+"""Choosing the newest N partitions of a partitioned dataset (what a scheduled retrain trains on).
+
+A partition is the directory that directly holds Parquet files, e.g. Hive-style `events/dt=2026-06-01/`.
+"Newest" is the last in name order, so partition names must sort by time (dt=YYYY-MM-DD, hour=HH, ...):
+names are deterministic and cheap to list on any filesystem, unlike modification times on object stores.
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+
+def _parent(path: str) -> str:
+    return posixpath.dirname(path.rstrip("/"))
+
+
+def newest_partitions(pattern: str, count: int) -> list[str]:
+    """The `count` newest partition directories among what `pattern` matches, oldest first.
+
+    `pattern` may match partition directories (`events/dt=*`) or files in them (`events/dt=*/*.parquet`).
+    """
+    import tensorflow as tf
+
+    if count < 1:
+        raise ValueError(f"--latest-partitions must be at least 1, got {count}")
+    partitions = set()
+    for match in tf.io.gfile.glob(pattern):
+        partitions.add(match.rstrip("/") if tf.io.gfile.isdir(match) else _parent(match))
+    if not partitions:
+        raise FileNotFoundError(f"{pattern}: no partition matches")
+    chosen = sorted(partitions)[-count:]
+    return chosen

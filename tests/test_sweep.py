@@ -1,0 +1,66 @@
+"""`ae-tf sweep`: one model per code size, held-out error next to PCA, the smallest good size, a plot."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import write_vector_dataset
+
+from ae_tf.cli import main as cli_main
+from ae_tf.sweep import choose_size, parse_code_sizes, pca_errors
+
+
+def test_choose_size_takes_the_smallest_within_tolerance():
+    errors = {2: 0.50, 4: 0.20, 8: 0.104, 16: 0.100, 32: 0.101}
+    assert choose_size(errors, 0.05, variance=1.0) == (8, 16)
+    assert choose_size(errors, 0.0, variance=1.0) == (16, 16)
+    assert choose_size(errors, 0.5, variance=1.0) == (2, 16)
+    assert choose_size({3: 0.012, 6: 0.0012}, 0.02, variance=1.0) == (3, 6)  # both rebuild almost perfectly
+    assert parse_code_sizes("8, 2,4") == (2, 4, 8)
+    with pytest.raises(ValueError, match="comma-separated numbers"):
+        parse_code_sizes("2,x")
+
+
+def test_pca_errors_match_scikit_learn():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    train, held_out = rng.normal(size=(300, 6)) @ rng.normal(size=(6, 6)), rng.normal(size=(100, 6))
+    ours = pca_errors(train, held_out, [1, 3, 6])
+    assert ours[0] == pytest.approx(np.mean((held_out - train.mean(axis=0)) ** 2))
+    for k in (1, 3):
+        pca = PCA(k).fit(train)
+        expected = np.mean((pca.inverse_transform(pca.transform(held_out)) - held_out) ** 2)
+        assert ours[k] == pytest.approx(expected, rel=1e-6)
+    assert ours[6] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_sweep_on_rank_three_data_finds_three_and_plots(tmp_path, capsys):
+    write_vector_dataset(tmp_path / "d", rows=600, files=1)  # rows near a 3-D subspace, plus noise
+    out = tmp_path / "sweep"
+    code = cli_main(["sweep", "--input", str(tmp_path / "d"), "--features", "vec", "--code-sizes", "1,3,6",
+                     "--output-dir", str(out), "--hidden", "32", "--epochs", "6", "--batch-size", "64",
+                     "--validation-fraction", "0.2"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "code size" in printed and "PCA" in printed and "<- smallest within tolerance" in printed
+    result = json.loads((out / "sweep.json").read_text())
+    rows = {r["code_size"]: r for r in result["rows"]}
+    assert set(rows) == {1, 3, 6}
+    # PCA: three components capture the subspace, one does not
+    assert rows[3]["pca"] < 0.2 * rows[1]["pca"]
+    # the autoencoder agrees: size 1 is far worse, and the chosen size is the smallest near the best
+    assert rows[1]["autoencoder"] > 2 * min(rows[3]["autoencoder"], rows[6]["autoencoder"])
+    assert result["chosen"] == 3 and result["best"] in (3, 6)
+    assert result["validation_rows"] > 60
+    for k in (1, 3, 6):
+        assert os.path.exists(out / f"code-{k}" / "saved_model.pb")
+    png = (out / "sweep.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    with pytest.raises(FileExistsError, match="not empty"):
+        from ae_tf.sweep import SweepConfig, run_sweep
+        from ae_tf.train import make_train_config
+
+        template = make_train_config(str(tmp_path / "d"), "vec", str(out / "t"), 1)
+        run_sweep(SweepConfig(template, (1,), str(out)))
