@@ -61,7 +61,7 @@ from ae_tf.duplicates import (
     unit_rows,
 )
 from ae_tf.lsh import BandHasher, Banding, choose_banding
-from pipelines.options import local_runner_if_unset, pipeline_options, split_args
+from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options, split_args
 from pipelines.output_files import write_bytes
 from pipelines.parquet import (
     METRICS_NAMESPACE,
@@ -75,6 +75,7 @@ from pipelines.parquet import (
     utc_now,
     write_manifest,
 )
+from pipelines.progress import local_progress
 from pipelines.vector_input import (
     ReadNumberedBatches,
     VectorInput,
@@ -132,6 +133,7 @@ def dedup_arg_parser() -> argparse.ArgumentParser:
                         help="large files are split at row groups into units of about this many rows (default: %(default)s)")
     parser.add_argument("--compression", default="zstd", help="Parquet codec of the outputs (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    add_progress_flag(parser)
     return parser
 
 
@@ -579,8 +581,8 @@ class DedupParquet(beam.PTransform):
         plan = self._plan
         pair_sets, stat_sets, previous = [], [], None
         for i, (first_band, last_band) in enumerate(plan.band_rounds):
-            numbered = pbegin | f"ReadForCandidates{i}" >> ReadNumberedBatches(plan.vectors, plan.candidate_columns,
-                                                                               plan.batch_rows)
+            numbered = pbegin | f"ReadForCandidates{i}" >> ReadNumberedBatches(
+                plan.vectors, plan.candidate_columns, plan.batch_rows, progress_key=f"dedup-{plan.run_id}")
             if i == 0:
                 vectors = numbered | "KeyVectorsByRow" >> beam.FlatMap(key_vectors, plan)
             found = numbered | f"FindCandidatePairs{i}" >> FindCandidatePairs(plan, first_band, last_band, previous)
@@ -598,7 +600,8 @@ class DedupParquet(beam.PTransform):
         resolution_view = beam.pvalue.AsSingleton(resolution)
         annotated = (
             pbegin
-            | "ReadForOutput" >> ReadNumberedBatches(plan.vectors, plan.keep_columns, plan.batch_rows)
+            | "ReadForOutput" >> ReadNumberedBatches(plan.vectors, plan.keep_columns, plan.batch_rows,
+                                                 progress_key=f"dedup-{plan.run_id}")
             | "AnnotateRows" >> beam.ParDo(_AnnotateRowsDoFn(plan), resolution_view).with_outputs(
                 DEDUPLICATED, main=ANNOTATED)
         )
@@ -648,7 +651,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
              plan.lowest_threshold, plan.partitions, plan.rounds)
     pipeline = test_pipeline or beam.Pipeline(runner=runner, options=options)
     build_pipeline(pipeline, plan)
-    pipeline.run().wait_until_finish()
+    with local_progress(f"dedup-{plan.run_id}", "dedup", runner is not None, args.progress_interval):
+        pipeline.run().wait_until_finish()
     try:
         return read_manifest(plan.output_dir)
     except (OSError, FileNotFoundError):

@@ -9,7 +9,6 @@ shard per split -> published under final names -> `_SUCCESS` manifest written la
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import sys
@@ -56,7 +55,7 @@ from pipelines.parquet import (
     utc_now,
     write_manifest,
 )
-from pipelines.progress import ProgressReporter
+from pipelines.progress import local_progress
 
 log = logging.getLogger(__name__)
 
@@ -348,10 +347,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     local_runner = local_runner_if_unset(options)
     pipeline = test_pipeline or beam.Pipeline(runner=local_runner, options=options)
     build_pipeline(pipeline, plan)
-    reporter = ProgressReporter(f"encode-{plan.run_id}", "encode", plan.rows_in, args.progress_interval) \
-        if local_runner is not None and args.progress_interval > 0 else contextlib.nullcontext()
     try:
-        with reporter:
+        with local_progress(f"encode-{plan.run_id}", "encode", local_runner is not None, args.progress_interval):
             pipeline.run().wait_until_finish()
     except Exception as err:
         clean = _clean_failure(err)

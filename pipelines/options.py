@@ -38,9 +38,7 @@ def encode_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anomaly-quantile", type=float, default=None,
                         help="flag rows above this quantile of the model's validation reconstruction errors, "
                              "e.g. 0.995 (implies --flag-anomalies)")
-    parser.add_argument("--progress-interval", type=float, default=3.0,
-                        help="seconds between progress lines on the local runner; 0 turns them off "
-                             "(default: %(default)s)")
+    add_progress_flag(parser)
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="leave out unreadable files and files whose schema does not fit (listed in _SUCCESS)")
     parser.add_argument("--max-rejected-fraction", type=float, default=0.01,
@@ -48,6 +46,12 @@ def encode_arg_parser() -> argparse.ArgumentParser:
                              "be encoded (default: %(default)s)")
     add_gpu_flag(parser)
     return parser
+
+
+def add_progress_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress-interval", type=float, default=3.0,
+                        help="seconds between progress lines on the local runner; 0 turns them off "
+                             "(default: %(default)s)")
 
 
 def split_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:

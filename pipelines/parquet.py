@@ -177,6 +177,8 @@ class ReadParquetBatches(beam.PTransform):
         self._progress_key = progress_key
 
     def expand(self, pbegin):
+        if self._progress_key:
+            progress.expect(self._progress_key, sum(s.num_rows for s in self._splits))
         return (
             pbegin
             | "PlanSplits" >> beam.Create(self._splits)

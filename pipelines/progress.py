@@ -15,6 +15,7 @@ from typing import TextIO
 
 _lock = threading.Lock()
 _done: dict[str, int] = {}
+_expected: dict[str, int] = {}
 
 
 def add(key: str, rows: int) -> None:
@@ -26,6 +27,18 @@ def add(key: str, rows: int) -> None:
 def done(key: str) -> int:
     with _lock:
         return _done.get(key, 0)
+
+
+def expect(key: str, rows: int) -> None:
+    """Called when a pipeline is built, once per read of the data: a pipeline that reads its input
+    twice (fit, then apply) expects twice the rows."""
+    with _lock:
+        _expected[key] = _expected.get(key, 0) + rows
+
+
+def expected(key: str) -> int:
+    with _lock:
+        return _expected.get(key, 0)
 
 
 def format_seconds(seconds: float) -> str:
@@ -49,10 +62,11 @@ def progress_line(label: str, rows_done: int, total: int, elapsed: float) -> str
 class ProgressReporter:
     """Prints a progress line every `interval` seconds while a local pipeline runs (a daemon thread)."""
 
-    def __init__(self, key: str, label: str, total_rows: int, interval: float = 3.0, stream: TextIO | None = None):
+    def __init__(self, key: str, label: str, total_rows: int | None = None, interval: float = 3.0,
+                 stream: TextIO | None = None):
         self.key = key
         self.label = label
-        self.total = total_rows
+        self.total = total_rows  # None: what the pipeline's reads announced through `expect`
         self.interval = interval
         self.stream = stream or sys.stderr
         self._stop = threading.Event()
@@ -71,8 +85,19 @@ class ProgressReporter:
         self._thread.join()
         with _lock:
             _done.pop(self.key, None)
+            _expected.pop(self.key, None)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            line = progress_line(self.label, done(self.key), self.total, time.perf_counter() - self._started)
+            total = self.total if self.total is not None else expected(self.key)
+            line = progress_line(self.label, done(self.key), total, time.perf_counter() - self._started)
             print(line, file=self.stream, flush=True)
+
+
+def local_progress(key: str, label: str, local: bool, interval: float):
+    """A ProgressReporter for local runs with a positive interval; a no-op context otherwise."""
+    import contextlib
+
+    if not local or interval <= 0:
+        return contextlib.nullcontext()
+    return ProgressReporter(key, label, None, interval)

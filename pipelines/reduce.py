@@ -37,7 +37,7 @@ from ae_tf.pca import (
     fit_sample_mask,
     plot_explained_variance,
 )
-from pipelines.options import local_runner_if_unset, pipeline_options, split_args
+from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options, split_args
 from pipelines.output_files import WriteShardsWithBatchSchema, exists, read_bytes, write_bytes
 from pipelines.parquet import (
     TEMP_DIR,
@@ -49,6 +49,7 @@ from pipelines.parquet import (
     utc_now,
     write_manifest,
 )
+from pipelines.progress import local_progress
 from pipelines.vector_input import ReadNumberedBatches, VectorInput, check_columns, plan_vector_input
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def reduce_arg_parser() -> argparse.ArgumentParser:
                         help="large files are split at row groups into units of about this many rows (default: %(default)s)")
     parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    add_progress_flag(parser)
     return parser
 
 
@@ -267,7 +269,8 @@ class FitPca(beam.PTransform):
         plan = self._plan
         return (
             pbegin
-            | "ReadForFit" >> ReadNumberedBatches(plan.vectors, [plan.vectors.column], plan.batch_rows)
+            | "ReadForFit" >> ReadNumberedBatches(plan.vectors, [plan.vectors.column], plan.batch_rows,
+                                                         progress_key=f"reduce-{plan.run_id}")
             | "CombineMoments" >> beam.CombineGlobally(MomentsFn(plan.vectors, plan.fit_sample, plan.seed))
             | "Eigendecompose" >> beam.Map(fit_from_moments, plan)
         )
@@ -289,7 +292,8 @@ class ReduceParquet(beam.PTransform):
         fit_view = beam.pvalue.AsSingleton(fit)
         return (
             pbegin
-            | "ReadForProjection" >> ReadNumberedBatches(plan.vectors, plan.read_columns, plan.batch_rows)
+            | "ReadForProjection" >> ReadNumberedBatches(plan.vectors, plan.read_columns, plan.batch_rows,
+                                                                progress_key=f"reduce-{plan.run_id}")
             | "ProjectBatches" >> beam.Map(project_batch, plan, fit_view)
             | "WriteShards" >> WriteShardsWithBatchSchema(plan.temp_dir, plan.compression)
             | "CollectShards" >> beam.combiners.ToList()
@@ -315,9 +319,11 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     log.info("reducing %d rows x %d from %d file(s) in %d split(s)", plan.vectors.rows, plan.vectors.width,
              len(plan.vectors.inputs), len(plan.vectors.splits))
     options = pipeline_options(beam_args, save_main_session)
-    pipeline = test_pipeline or beam.Pipeline(runner=local_runner_if_unset(options), options=options)
+    runner = local_runner_if_unset(options)
+    pipeline = test_pipeline or beam.Pipeline(runner=runner, options=options)
     build_pipeline(pipeline, plan)
-    pipeline.run().wait_until_finish()
+    with local_progress(f"reduce-{plan.run_id}", "reduce", runner is not None, args.progress_interval):
+        pipeline.run().wait_until_finish()
     try:
         return read_manifest(plan.output_dir)
     except (OSError, FileNotFoundError):

@@ -142,17 +142,19 @@ def _global_row(element, file_starts: dict[str, int], paths: tuple[str, ...]):
 class ReadNumberedBatches(beam.PTransform):
     """PBegin -> (split index, global row number of the first row, pyarrow.RecordBatch), spread over workers."""
 
-    def __init__(self, vectors: VectorInput, columns: Sequence[str], batch_rows: int = 65536):
+    def __init__(self, vectors: VectorInput, columns: Sequence[str], batch_rows: int = 65536,
+                 progress_key: str | None = None):
         super().__init__()
         self._vectors = vectors
         self._columns = list(columns)
         self._batch_rows = batch_rows
+        self._progress_key = progress_key
 
     def expand(self, pbegin):
         vectors = self._vectors
         return (
             pbegin
             | "ReadBatchesWithOffsets" >> ReadParquetBatches(vectors.splits, self._columns, self._batch_rows,
-                                                             with_offsets=True)
+                                                             with_offsets=True, progress_key=self._progress_key)
             | "NumberRows" >> beam.Map(_global_row, vectors.file_starts, tuple(s.path for s in vectors.splits))
         )

@@ -28,3 +28,12 @@ def test_encode_prints_progress_lines(vector_model, vector_data, tmp_path, capsy
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("encode: ")]
     assert lines, "no progress line printed"
     assert f"/ {ROWS:,} rows" in lines[-1] and "rows/s" in lines[-1]
+
+
+def test_reduce_counts_both_passes_in_its_progress(vector_data, tmp_path, capsys):
+    from pipelines import reduce
+
+    reduce.run(["--input", f"{vector_data}/*.parquet", "--column", "vec", "--output", str(tmp_path / "r"),
+                "--components", "2", "--progress-interval", "0.05", "--batch-rows", "50"])
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reduce: ")]
+    assert lines and f"/ {2 * ROWS:,} rows" in lines[-1]  # fit pass + projection pass
