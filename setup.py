@@ -7,6 +7,8 @@ VERSION = "0.1.0"
 INSTALL_REQUIRES = [
     "apache-beam[gcp]>=2.77,<2.78",
     "tensorflow>=2.21,<2.22",
+    # TensorFlow 2.21 no longer pulls it in; `ae-tf train --tensorboard` writes its logs through it.
+    "tensorboard>=2.20,<3",
     "tensorflow-datasets>=4.9,<5",
     "pyarrow>=14,<26",
     "numpy>=1.26,<2.5",

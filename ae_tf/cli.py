@@ -60,7 +60,10 @@ def add_train_parser(sub) -> None:
     add_model_arguments(p)
     p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=256, help="rows per training step")
-    p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--learning-rate", type=float, default=3e-3,
+                   help="Adam learning rate (halved when validation loss stalls for half the patience)")
+    p.add_argument("--min-steps-per-epoch", type=int, default=100,
+                   help="a small dataset is cycled so each epoch has at least this many steps")
     p.add_argument("--validation-fraction", type=float, default=0.1, help="rows held out for validation")
     p.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffling and initial weights")
@@ -69,6 +72,8 @@ def add_train_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
     p.add_argument("--resume", action="store_true",
                    help="continue a killed run from its last finished epoch (backup in the checkpoint dir)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard logs to CHECKPOINT_DIR/tensorboard (tensorboard --logdir ...)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -76,10 +81,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = make_train_config(
         args.input, args.features, args.output, args.code_size, **model_kwargs(args), epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, min_steps_per_epoch=args.min_steps_per_epoch,
         validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
         mixed_precision=args.mixed_precision, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
-        resume=args.resume,
+        resume=args.resume, tensorboard=args.tensorboard,
     )
     result = train(config)
     meta = result.metadata

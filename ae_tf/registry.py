@@ -19,6 +19,7 @@ after the move has finished. The pointer itself is swapped with a GCS generation
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -160,8 +161,10 @@ class Registry:
         if gfile.exists(path):
             gfile.rmtree(path)
         parent = _join(self.root, STAGING)
-        if "://" not in parent and os.path.isdir(parent) and not os.listdir(parent):
-            os.rmdir(parent)
+        if "://" not in parent:
+            # Another run may be removing it too, or have just started inside it: both are fine.
+            with contextlib.suppress(OSError):
+                os.rmdir(parent)  # only succeeds when empty
 
     def add_version(self, model_dir: str) -> str:
         """Move a finished model directory into `versions/<model_version>` with one rename; returns the version.

@@ -52,6 +52,7 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     overwrite: bool = False
     resume: bool = False
+    tensorboard: bool = False
     tfds: str | None = None
     tfds_data_dir: str | None = None
 
@@ -155,6 +156,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         keras.callbacks.ModelCheckpoint(os.path.join(config.run_dir, "best.weights.h5"), monitor=monitor,
                                         save_best_only=True, save_weights_only=True),
         EpochSummary(),
+        *([keras.callbacks.TensorBoard(log_dir=os.path.join(config.run_dir, "tensorboard"))]
+          if config.tensorboard else []),
         *callbacks,
     ]
     started = time.perf_counter()

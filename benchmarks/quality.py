@@ -21,7 +21,7 @@ Baselines (PCA, IsolationForest) are computed in the same run on the same rows.
    Target: at least the best reference on both.
 3. VAE: a grid of samples decoded from the prior through the exported SavedModel's `sample` signature
    (OUT/vae_samples.png) and the held-out ELBO on the digits test split (nats per image).
-Results also go to OUT/quality.json. Expect about 10 minutes on 2 CPU cores.
+Results also go to OUT/quality.json. Expect about 6 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations

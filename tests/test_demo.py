@@ -21,7 +21,8 @@ def test_jittered_digits_stay_close_to_real_digits():
 def test_demo_end_to_end(tmp_path, capsys):
     assert demo.main(["--workdir", str(tmp_path / "demo"), "--rows", "3000", "--epochs", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "rows       in 3,000  out 3,000" in printed
+    assert "rows       in 3,000  out 3,000" in printed and "[4/4] report" in printed
+    assert (tmp_path / "demo" / "report" / "index.html").exists()
     table = pq.read_table(tmp_path / "demo" / "embeddings")
     assert table.num_rows == 3000 and table.schema.field("embedding").type.list_size == 8
     assert set(table.column("label").to_numpy()) == set(range(10))
