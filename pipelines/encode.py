@@ -3,7 +3,8 @@
     python -m pipelines.encode --model MODEL_DIR --input 'data/*.parquet' --output OUT_DIR [Beam options]
 
 Flow: footers planned at launch -> splits spread over workers -> whole Arrow record batches ->
-RunInference(AutoencoderModelHandler) -> kept columns + embedding + reconstruction_error -> one temporary
+the model (AutoencoderModelHandler, loaded once per worker) -> kept columns + embedding +
+reconstruction_error (rows that cannot be encoded -> _rejected/ with the reason) -> one temporary
 shard per split -> published under final names -> `_SUCCESS` manifest written last.
 """
 
@@ -19,7 +20,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.ml.inference.base import KeyedModelHandler, PredictionResult, RunInference
+from apache_beam.utils import shared
 
 import ae_tf
 from ae_tf.anomaly import resolve_threshold
@@ -27,13 +28,13 @@ from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
     RESERVED,
-    embedding_matrix,
     encoded_batch,
     output_schema,
 )
 from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
 from ae_tf.registry import resolve_model_dir
+from pipelines.coders import BATCH, KEYED_BATCH
 from pipelines.inference import AutoencoderModelHandler
 from pipelines.options import encode_arg_parser, local_runner_if_unset, pipeline_options, split_args
 from pipelines.parquet import (
@@ -224,22 +225,45 @@ class _ValidateRowsDoFn(beam.DoFn):
             bad, check.reasons[~check.valid], self._plan.source_of(index), self._plan.rejected_schema)))
 
 
-def rejected_by_model(failure, plan: EncodePlan):
+def rejected_by_model(index: int, batch: pa.RecordBatch, error: Exception, plan: EncodePlan) -> tuple[int, pa.RecordBatch]:
     """A batch whose model call raised: every row of it is rejected with the error's first line."""
-    batch, error = failure
     reason = f"model error: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
-    for (index, _offset), example in batch:
-        yield index, rejected_rows(example, [reason] * example.num_rows, plan.source_of(index),
-                                   plan.rejected_schema)
+    return index, rejected_rows(batch, [reason] * batch.num_rows, plan.source_of(index), plan.rejected_schema)
 
 
-def assemble_rows(keyed: tuple[tuple[int, int], PredictionResult], schema: pa.Schema,
-                  anomaly_threshold: float | None = None) -> tuple[int, pa.RecordBatch]:
-    """Kept columns from the input batch + the model's outputs (+ is_anomaly), in the output schema."""
-    (index, _offset), result = keyed
-    out = result.inference
-    return index, encoded_batch(result.example, embedding_matrix(out.column(0)), out.column(1).to_numpy(), schema,
-                                anomaly_threshold)
+class _EncodeBatchesDoFn(beam.DoFn):
+    """Runs the model on whole batches and lays out the output rows; a batch whose model call fails becomes
+    dead-letter rows instead of failing the job.
+
+    The model is loaded once per worker process (Shared, in setup) through AutoencoderModelHandler, the
+    same handler that users can give to Beam's RunInference. Our pipeline calls it directly: RunInference
+    would add a batching step and PredictionResult elements that Beam samples by pickling (~10% of a run).
+    """
+
+    def __init__(self, plan: EncodePlan):
+        self._plan = plan
+        self._handler = AutoencoderModelHandler(plan.model_dir)
+        self._shared = shared.Shared()
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_encoded")
+        self._failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_failed_in_model")
+        self._latency = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, "model_call_ms_per_batch")
+
+    def setup(self):
+        self._model = self._shared.acquire(self._handler.load_model, tag=f"ae_tf:{self._plan.model_dir}")
+
+    def process(self, element):
+        (index, _offset), batch = element
+        started = time.perf_counter()
+        try:
+            embedding, error = self._model.encode(batch) if batch.num_rows else (
+                np.zeros((0, self._model.code_size), np.float32), np.zeros(0, np.float32))
+        except Exception as err:  # routed to the dead letter output; the conservation check still holds
+            self._failed.inc()
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected_by_model(index, batch, err, self._plan))
+            return
+        self._latency.update(int((time.perf_counter() - started) * 1000))
+        self._rows.inc(batch.num_rows)
+        yield index, encoded_batch(batch, embedding, error, self._plan.schema, self._plan.anomaly_threshold)
 
 
 def publish(results: list[ShardResult], rejected: list[ShardResult], plan: EncodePlan, started: str) -> dict:
@@ -288,24 +312,23 @@ class EncodeParquet(beam.PTransform):
 
     def expand(self, pbegin):
         plan = self._plan
-        handler = KeyedModelHandler(AutoencoderModelHandler(plan.model_dir))
         checked = (
             pbegin
             | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True,
                                                   progress_key=f"encode-{plan.run_id}")
-            | "ValidateRows" >> beam.ParDo(_ValidateRowsDoFn(plan)).with_outputs(REJECTED, main="valid")
+            | "ValidateRows" >> beam.ParDo(_ValidateRowsDoFn(plan)).with_outputs(
+                REJECTED, main="valid").with_output_types(KEYED_BATCH)
         )
-        encoded, failures = checked.valid | "EncodeBatches" >> RunInference(handler).with_exception_handling()
-        model_rejects = failures.failed_inferences | "RejectModelFailures" >> beam.FlatMap(rejected_by_model, plan)
+        encoded = checked.valid | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_outputs(
+            REJECTED, main="rows").with_output_types(BATCH)
         rejected = (
-            (checked[REJECTED], model_rejects)
+            (checked[REJECTED], encoded[REJECTED])
             | "MergeRejected" >> beam.Flatten()
             | "WriteRejectedShards" >> WriteParquetShards(f"{plan.temp_dir}/{REJECTED}", plan.rejected_schema,
                                                           plan.compression)
         )
         return (
-            encoded
-            | "AssembleRows" >> beam.Map(assemble_rows, plan.schema, plan.anomaly_threshold)
+            encoded.rows
             | "WriteShards" >> WriteParquetShards(
                 f"{plan.temp_dir}/main", plan.schema, plan.compression, stats_column=RECONSTRUCTION_ERROR,
                 count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None)

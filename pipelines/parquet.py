@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
 from pipelines import progress
+from pipelines.coders import BATCH, OFFSET_BATCH
 
 MANIFEST = "_SUCCESS"
 TEMP_DIR = "_temporary"
@@ -184,7 +185,8 @@ class ReadParquetBatches(beam.PTransform):
             | "PlanSplits" >> beam.Create(self._splits)
             | "SpreadSplits" >> beam.Reshuffle()
             | "ReadRecordBatches" >> beam.ParDo(
-                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets, self._progress_key))
+                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets, self._progress_key)
+            ).with_output_types(OFFSET_BATCH if self._with_offsets else BATCH)
         )
 
 

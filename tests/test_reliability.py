@@ -119,9 +119,9 @@ def test_model_failures_become_rejected_rows():
                              "rejected_schema": pa.schema([("id", pa.int64()), ("reason", pa.string()),
                                                            ("source_file", pa.string()), ("source_row", pa.int64())])})()
     batch = pa.record_batch({"id": [1, 2], "source_row": [5, 6]})
-    out = list(encode.rejected_by_model(([((0, 5), batch)], ValueError("cannot decode image\nmore")), plan))
-    assert out[0][0] == 0
-    assert out[0][1].to_pylist() == [
+    index, rows = encode.rejected_by_model(0, batch, ValueError("cannot decode image\nmore"), plan)
+    assert index == 0
+    assert rows.to_pylist() == [
         {"id": 1, "reason": "model error: cannot decode image", "source_file": "f.parquet", "source_row": 5},
         {"id": 2, "reason": "model error: cannot decode image", "source_file": "f.parquet", "source_row": 6}]
 
