@@ -61,7 +61,8 @@ from ae_tf.duplicates import (
     unit_rows,
 )
 from ae_tf.lsh import BandHasher, Banding, choose_banding
-from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options, split_args
+from pipelines.launch import add_output_flags, execute, main_with_summary, pipeline_arg_parser, prepare_launch
+from pipelines.options import split_args
 from pipelines.output_files import write_bytes
 from pipelines.parquet import (
     METRICS_NAMESPACE,
@@ -71,11 +72,9 @@ from pipelines.parquet import (
     WriteParquetShards,
     prepare_output,
     publish_shards,
-    read_manifest,
     utc_now,
     write_manifest,
 )
-from pipelines.progress import local_progress
 from pipelines.vector_input import (
     ReadNumberedBatches,
     VectorInput,
@@ -96,12 +95,8 @@ SAMPLE_ROWS = 4096
 
 
 def dedup_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ae-tf dedup",
-        description="Find exact and near-duplicate rows of embedding Parquet by cosine similarity (a Beam pipeline).",
-        epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
-               "--temp_location gs://B/tmp. Without --runner the local in-process runner is used.",
-    )
+    parser = pipeline_arg_parser(
+        "ae-tf dedup", "Find exact and near-duplicate rows of embedding Parquet by cosine similarity (a Beam pipeline).")
     parser.add_argument("--input", required=True, help="embedding Parquet: a glob or a directory (local or gs://)")
     parser.add_argument("--output", required=True, help="output directory: annotated/, pairs/, deduplicated/, summary")
     parser.add_argument("--column", default="embedding", help="vector column (default: %(default)s)")
@@ -128,12 +123,7 @@ def dedup_arg_parser() -> argparse.ArgumentParser:
                              "1 on other runners)")
     parser.add_argument("--max-bucket", type=int, default=256,
                         help="buckets bigger than this are compared in overlapping windows of this many rows")
-    parser.add_argument("--batch-rows", type=int, default=65536, help="rows per Arrow batch (default: %(default)s)")
-    parser.add_argument("--max-rows-per-split", type=int, default=2_000_000,
-                        help="large files are split at row groups into units of about this many rows (default: %(default)s)")
-    parser.add_argument("--compression", default="zstd", help="Parquet codec of the outputs (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
-    add_progress_flag(parser)
+    add_output_flags(parser)
     return parser
 
 
@@ -642,21 +632,14 @@ def plan_from_args(args: argparse.Namespace, local_runner: bool = True) -> Dedup
 def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_pipeline=None) -> dict | None:
     """Parse flags, plan, run; returns the summary manifest (None when the runner did not execute it)."""
     args, beam_args = split_args(dedup_arg_parser(), argv)
-    options = pipeline_options(beam_args, save_main_session)
-    runner = local_runner_if_unset(options)
-    plan = plan_from_args(args, local_runner=runner is not None or test_pipeline is not None)
+    launch = prepare_launch(beam_args, save_main_session)
+    plan = plan_from_args(args, local_runner=launch.local or test_pipeline is not None)
     banding = plan.banding
     log.info("dedup of %d rows x %d: %d bands x %d bits (recall %.4f at %.3f), %d partitions, %d round(s)",
              plan.vectors.rows, plan.vectors.width, banding.bands, banding.rows, banding.recall,
              plan.lowest_threshold, plan.partitions, plan.rounds)
-    pipeline = test_pipeline or beam.Pipeline(runner=runner, options=options)
-    build_pipeline(pipeline, plan)
-    with local_progress(f"dedup-{plan.run_id}", "dedup", runner is not None, args.progress_interval):
-        pipeline.run().wait_until_finish()
-    try:
-        return read_manifest(plan.output_dir)
-    except (OSError, FileNotFoundError):
-        return None
+    return execute(launch, lambda p: build_pipeline(p, plan), plan.output_dir, f"dedup-{plan.run_id}", "dedup",
+                   args.progress_interval, test_pipeline)
 
 
 def summarize(manifest: dict, seconds: float) -> str:
@@ -681,13 +664,7 @@ def summarize(manifest: dict, seconds: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ae-tf dedup` / `python -m pipelines.dedup`: run and print the summary."""
-    started = time.perf_counter()
-    manifest = run(argv)
-    if manifest is None:
-        print("pipeline submitted; no local output to summarise (remote runner or dry run)")
-        return 0
-    print(summarize(manifest, time.perf_counter() - started))
-    return 0
+    return main_with_summary(run, summarize, argv)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_row
 from ae_tf.registry import resolve_model_dir
 from pipelines.coders import BATCH, KEYED_BATCH
 from pipelines.inference import AutoencoderModelHandler
-from pipelines.options import encode_arg_parser, local_runner_if_unset, pipeline_options, split_args
+from pipelines.launch import execute, main_with_summary, prepare_launch
+from pipelines.options import encode_arg_parser, split_args
 from pipelines.parquet import (
     METRICS_NAMESPACE,
     TEMP_DIR,
@@ -50,13 +51,11 @@ from pipelines.parquet import (
     prepare_output,
     publish_shards,
     read_footer,
-    read_manifest,
     remove_temporary,
     splits_for,
     utc_now,
     write_manifest,
 )
-from pipelines.progress import local_progress
 
 log = logging.getLogger(__name__)
 
@@ -341,21 +340,6 @@ def build_pipeline(p: beam.Pipeline, plan: EncodePlan):
     return p | "EncodeParquet" >> EncodeParquet(plan)
 
 
-def _clean_failure(err: Exception) -> Exception | None:
-    """Beam wraps worker exceptions; recover our one-line user errors from the chain or the message."""
-    seen = err
-    while seen is not None:
-        if isinstance(seen, (TooManyRejectedRows, InputError)):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    text = str(err)
-    for cls in (TooManyRejectedRows, InputError):
-        marker = f"{cls.__name__}: "
-        if marker in text:
-            return cls(text.split(marker, 1)[1].strip().splitlines()[0].rstrip("'\" "))
-    return None
-
-
 def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_pipeline=None) -> dict | None:
     """Parse flags, plan, run; returns the manifest (None when the runner did not execute it, e.g. a dry run)."""
     args, beam_args = split_args(encode_arg_parser(), argv)
@@ -366,22 +350,9 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     log.info("encoding %d rows from %d file(s) in %d split(s) with model %s%s",
              plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
-    options = pipeline_options(beam_args, save_main_session)
-    local_runner = local_runner_if_unset(options)
-    pipeline = test_pipeline or beam.Pipeline(runner=local_runner, options=options)
-    build_pipeline(pipeline, plan)
-    try:
-        with local_progress(f"encode-{plan.run_id}", "encode", local_runner is not None, args.progress_interval):
-            pipeline.run().wait_until_finish()
-    except Exception as err:
-        clean = _clean_failure(err)
-        if clean is None:
-            raise
-        raise clean from None
-    try:
-        return read_manifest(plan.output_dir)
-    except (OSError, FileNotFoundError):
-        return None
+    return execute(prepare_launch(beam_args, save_main_session), lambda p: build_pipeline(p, plan), plan.output_dir,
+                   f"encode-{plan.run_id}", "encode", args.progress_interval, test_pipeline,
+                   user_errors=(TooManyRejectedRows, InputError))
 
 
 def summarize(manifest: dict, seconds: float) -> str:
@@ -401,13 +372,7 @@ def summarize(manifest: dict, seconds: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ae-tf encode` / `python -m pipelines.encode`: run and print the summary."""
-    started = time.perf_counter()
-    manifest = run(argv)
-    if manifest is None:
-        print("pipeline submitted; no local output to summarise (remote runner or dry run)")
-        return 0
-    print(summarize(manifest, time.perf_counter() - started))
-    return 0
+    return main_with_summary(run, summarize, argv)
 
 
 if __name__ == "__main__":

@@ -13,23 +13,17 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 
 def encode_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ae-tf encode",
-        description="Encode Parquet rows into embedding Parquet with an ae-tf model directory (a Beam pipeline).",
-        epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
-               "--temp_location gs://B/tmp. Without --runner the local in-process runner is used.",
-    )
-    parser.add_argument("--model", required=True, help="model directory written by `ae-tf train` (local or gs://)")
+    from pipelines.launch import add_output_flags, pipeline_arg_parser
+
+    parser = pipeline_arg_parser(
+        "ae-tf encode", "Encode Parquet rows into embedding Parquet with an ae-tf model directory (a Beam pipeline).")
+    parser.add_argument("--model", required=True,
+                        help="model directory written by `ae-tf train`, or a model registry (its champion)")
     parser.add_argument("--input", required=True, help="Parquet files: a glob or a directory (local or gs://)")
     parser.add_argument("--output", required=True, help="output directory: part-*.parquet and _SUCCESS")
     parser.add_argument("--keep-columns", default=None,
                         help="comma-separated columns copied to the output (default: every non-feature column)")
-    parser.add_argument("--batch-rows", type=int, default=65536,
-                        help="rows per Arrow batch sent to the model (default: %(default)s)")
-    parser.add_argument("--max-rows-per-split", type=int, default=2_000_000,
-                        help="large files are split at row groups into units of about this many rows (default: %(default)s)")
-    parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    add_output_flags(parser, batch_help="rows per Arrow batch sent to the model")
     parser.add_argument("--flag-anomalies", action="store_true",
                         help="add is_anomaly: reconstruction error above the model's calibrated threshold "
                              "(99th percentile of validation error, from its metadata)")
@@ -38,7 +32,6 @@ def encode_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--anomaly-quantile", type=float, default=None,
                         help="flag rows above this quantile of the model's validation reconstruction errors, "
                              "e.g. 0.995 (implies --flag-anomalies)")
-    add_progress_flag(parser)
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="leave out unreadable files and files whose schema does not fit (listed in _SUCCESS)")
     parser.add_argument("--max-rejected-fraction", type=float, default=0.01,

@@ -37,7 +37,8 @@ from ae_tf.pca import (
     fit_sample_mask,
     plot_explained_variance,
 )
-from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options, split_args
+from pipelines.launch import add_output_flags, execute, main_with_summary, pipeline_arg_parser, prepare_launch
+from pipelines.options import split_args
 from pipelines.output_files import WriteShardsWithBatchSchema, exists, read_bytes, write_bytes
 from pipelines.parquet import (
     TEMP_DIR,
@@ -45,11 +46,9 @@ from pipelines.parquet import (
     ShardResult,
     prepare_output,
     publish_shards,
-    read_manifest,
     utc_now,
     write_manifest,
 )
-from pipelines.progress import local_progress
 from pipelines.vector_input import ReadNumberedBatches, VectorInput, check_columns, plan_vector_input
 
 log = logging.getLogger(__name__)
@@ -61,13 +60,9 @@ PCA_COMPONENTS_KEY = b"ae_tf.pca_components"
 
 
 def reduce_arg_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ae-tf reduce",
-        description="PCA-reduce the vectors of embedding Parquet (a Beam pipeline): fit in one pass, save the fit "
-                    "(JSON, .npz, plot), write kept columns + `reduced`.",
-        epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
-               "--temp_location gs://B/tmp. Without --runner the local in-process runner is used.",
-    )
+    parser = pipeline_arg_parser(
+        "ae-tf reduce", "PCA-reduce the vectors of embedding Parquet (a Beam pipeline): fit in one pass, save the fit "
+                        "(JSON, .npz, plot), write kept columns + `reduced`.")
     parser.add_argument("--input", required=True, help="embedding Parquet: a glob or a directory (local or gs://)")
     parser.add_argument("--output", required=True, help="output directory: part-*.parquet, _pca/ and _SUCCESS")
     parser.add_argument("--column", default="embedding", help="vector column to reduce (default: %(default)s)")
@@ -83,12 +78,7 @@ def reduce_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--whiten", action="store_true", help="scale each reduced column to unit variance")
     parser.add_argument("--pca-from", default=None,
                         help="apply the fit saved by an earlier run (its output directory or its _pca directory)")
-    parser.add_argument("--batch-rows", type=int, default=65536, help="rows per Arrow batch (default: %(default)s)")
-    parser.add_argument("--max-rows-per-split", type=int, default=2_000_000,
-                        help="large files are split at row groups into units of about this many rows (default: %(default)s)")
-    parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
-    add_progress_flag(parser)
+    add_output_flags(parser)
     return parser
 
 
@@ -318,16 +308,8 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     plan = plan_from_args(args)
     log.info("reducing %d rows x %d from %d file(s) in %d split(s)", plan.vectors.rows, plan.vectors.width,
              len(plan.vectors.inputs), len(plan.vectors.splits))
-    options = pipeline_options(beam_args, save_main_session)
-    runner = local_runner_if_unset(options)
-    pipeline = test_pipeline or beam.Pipeline(runner=runner, options=options)
-    build_pipeline(pipeline, plan)
-    with local_progress(f"reduce-{plan.run_id}", "reduce", runner is not None, args.progress_interval):
-        pipeline.run().wait_until_finish()
-    try:
-        return read_manifest(plan.output_dir)
-    except (OSError, FileNotFoundError):
-        return None
+    return execute(prepare_launch(beam_args, save_main_session), lambda p: build_pipeline(p, plan), plan.output_dir,
+                   f"reduce-{plan.run_id}", "reduce", args.progress_interval, test_pipeline)
 
 
 def summarize(manifest: dict, seconds: float) -> str:
@@ -347,13 +329,7 @@ def summarize(manifest: dict, seconds: float) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`ae-tf reduce` / `python -m pipelines.reduce`: run and print the summary."""
-    started = time.perf_counter()
-    manifest = run(argv)
-    if manifest is None:
-        print("pipeline submitted; no local output to summarise (remote runner or dry run)")
-        return 0
-    print(summarize(manifest, time.perf_counter() - started))
-    return 0
+    return main_with_summary(run, summarize, argv)
 
 
 if __name__ == "__main__":
