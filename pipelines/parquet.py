@@ -25,6 +25,7 @@ from apache_beam.transforms import window
 
 from pipelines import progress
 from pipelines.coders import BATCH, OFFSET_BATCH
+from pipelines.output_files import is_local, write_bytes
 
 MANIFEST = "_SUCCESS"
 TEMP_DIR = "_temporary"
@@ -34,10 +35,6 @@ METRICS_NAMESPACE = "ae_tf"
 
 class InputError(ValueError):
     """Input or output locations that cannot be used; the message names the path."""
-
-
-def is_local(path: str) -> bool:
-    return "://" not in path
 
 
 def match_files(pattern: str) -> list[str]:
@@ -263,7 +260,8 @@ class _WriteShardsDoFn(beam.DoFn):
             if is_local(self._temp_dir):
                 os.makedirs(self._temp_dir, exist_ok=True)
             path = FileSystems.join(self._temp_dir, f"{index:05d}-{self._attempt}.parquet")
-            writer = self._writers[index] = _ParquetShardWriter(path, self._schema, self._compression,
+            schema = self._schema or batch.schema
+            writer = self._writers[index] = _ParquetShardWriter(path, schema, self._compression,
                                                                        self._stats_column, self._count_column)
         writer.write(batch)
         self._rows.inc(batch.num_rows)
@@ -279,11 +277,14 @@ class _WriteShardsDoFn(beam.DoFn):
 class WriteParquetShards(beam.PTransform):
     """(split index, RecordBatch) -> temporary shard files -> ShardResult per split.
 
+    `schema=None` takes each shard's schema from its first batch, for outputs whose layout is fixed only
+    at run time (PCA's `reduced` width chosen by `--variance`).
+
     `stats_column` names a float column whose sum and max each shard reports, `count_column` a boolean
     column whose true values it counts (for the manifest).
     """
 
-    def __init__(self, temp_dir: str, schema: pa.Schema, compression: str = "zstd",
+    def __init__(self, temp_dir: str, schema: pa.Schema | None, compression: str = "zstd",
                  stats_column: str | None = None, count_column: str | None = None):
         super().__init__()
         self._temp_dir = temp_dir
@@ -351,15 +352,7 @@ def remove_temporary(output_dir: str) -> None:
 def write_manifest(output_dir: str, manifest: dict) -> str:
     """Write `_SUCCESS` last; locally through a temporary name and an atomic rename."""
     path = FileSystems.join(output_dir, MANIFEST)
-    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    if is_local(path):
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    else:
-        with FileSystems.create(path, mime_type="application/json") as f:
-            f.write(data)
+    write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode(), mime_type="application/json")
     return path
 
 

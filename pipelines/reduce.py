@@ -39,11 +39,12 @@ from ae_tf.pca import (
 )
 from pipelines.launch import add_output_flags, execute, main_with_summary, pipeline_arg_parser, prepare_launch
 from pipelines.options import split_args
-from pipelines.output_files import WriteShardsWithBatchSchema, exists, read_bytes, write_bytes
+from pipelines.output_files import exists, read_bytes, write_bytes
 from pipelines.parquet import (
     TEMP_DIR,
     InputError,
     ShardResult,
+    WriteParquetShards,
     prepare_output,
     publish_shards,
     utc_now,
@@ -285,7 +286,7 @@ class ReduceParquet(beam.PTransform):
             | "ReadForProjection" >> ReadNumberedBatches(plan.vectors, plan.read_columns, plan.batch_rows,
                                                                 progress_key=f"reduce-{plan.run_id}")
             | "ProjectBatches" >> beam.Map(project_batch, plan, fit_view)
-            | "WriteShards" >> WriteShardsWithBatchSchema(plan.temp_dir, plan.compression)
+            | "WriteShards" >> WriteParquetShards(plan.temp_dir, None, plan.compression)
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, plan, utc_now(), fit_view)
         )
