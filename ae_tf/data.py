@@ -128,19 +128,7 @@ class ParquetSource:
         """
         if self.spec.kind == IMAGE:
             return FeatureStats.count_only(self.count_rows(part))
-        count = 0
-        total = np.zeros(self.spec.width)
-        total_sq = np.zeros(self.spec.width)
-        for matrix in self.iter_arrays(part):
-            m = matrix.astype(np.float64)
-            count += len(m)
-            total += m.sum(axis=0)
-            total_sq += np.square(m).sum(axis=0)
-        if count == 0:
-            raise FeatureError(f"{self.files[0]}: no {part} rows to train on")
-        mean = total / count
-        var = np.maximum(total_sq / count - np.square(mean), 0.0)
-        return FeatureStats(count=count, mean=mean, std=np.sqrt(var))
+        return FeatureStats.accumulate(self.iter_arrays(part), self.spec.width, f"{self.files[0]}: no {part} rows")
 
     def dataset(self, part: str, batch_size: int, shuffle: bool = False, shuffle_buffer: int = 100_000,
                 rows: int | None = None):
@@ -245,6 +233,20 @@ class FeatureStats:
     count: int
     mean: np.ndarray
     std: np.ndarray
+
+    @classmethod
+    def accumulate(cls, matrices: Iterator[np.ndarray], width: int, empty_message: str) -> FeatureStats:
+        """One streaming pass over float matrices: count, mean and standard deviation in float64."""
+        count, total, total_sq = 0, np.zeros(width), np.zeros(width)
+        for matrix in matrices:
+            m = matrix.astype(np.float64)
+            count += len(m)
+            total += m.sum(axis=0)
+            total_sq += np.square(m).sum(axis=0)
+        if count == 0:
+            raise FeatureError(f"{empty_message} to train on")
+        mean = total / count
+        return cls(count=count, mean=mean, std=np.sqrt(np.maximum(total_sq / count - np.square(mean), 0.0)))
 
     @classmethod
     def count_only(cls, count: int) -> FeatureStats:

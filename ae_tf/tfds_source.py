@@ -155,16 +155,7 @@ class TfdsSource:
     def statistics(self, part: str = TRAIN) -> FeatureStats:
         if self.spec.kind == IMAGE:
             return FeatureStats.count_only(self.count_rows(part))
-        count, total, total_sq = 0, np.zeros(self.spec.width), np.zeros(self.spec.width)
-        for matrix in self.iter_arrays(part):
-            m = matrix.astype(np.float64)
-            count += len(m)
-            total += m.sum(axis=0)
-            total_sq += np.square(m).sum(axis=0)
-        if count == 0:
-            raise FeatureError(f"{self.inputs[0]}: no {part} rows to train on")
-        mean = total / count
-        return FeatureStats(count=count, mean=mean, std=np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)))
+        return FeatureStats.accumulate(self.iter_arrays(part), self.spec.width, f"{self.inputs[0]}: no {part} rows")
 
     def dataset(self, part: str, batch_size: int, shuffle: bool = False, shuffle_buffer: int = 100_000,
                 rows: int | None = None):
