@@ -37,6 +37,8 @@ def add_report_parser(sub) -> None:
     p.add_argument("--max-points", type=int, default=REPORT_DEFAULTS["max_points"],
                    metavar="N", help="embedding rows sampled for the map and the histogram (default: %(default)s)")
     p.add_argument("--seed", type=int, default=REPORT_DEFAULTS["seed"], help="seed for the row samples (default: %(default)s)")
+    p.add_argument("--color-by", default=None, metavar="COLUMN",
+                   help="colour the embedding map by this kept column of --embeddings/--dedup (e.g. a class label)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -45,7 +47,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     result = make_report(ReportConfig(
         model=args.model, output=args.output, embeddings=args.embeddings, dedup=args.dedup, input=args.input,
         input_rows=args.input_rows, image_rows=min(256, args.input_rows), max_points=args.max_points,
-        seed=args.seed))
+        seed=args.seed, color_by=args.color_by))
     print(f"report     {result.html}")
     for figure in result.figures:
         print(f"figure     {figure.file:<22} {figure.width}x{figure.height}  {figure.title}")

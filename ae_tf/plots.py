@@ -185,7 +185,7 @@ def pca_2d(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclasses.dataclass
 class MapColouring:
-    """How the embedding map is coloured: `mode` is cluster, anomaly or error; `values` one per point.
+    """How the embedding map is coloured: `mode` is cluster, label, anomaly or error; `values` one per point.
 
     For clusters, `sizes` holds each point's cluster size in the whole dataset (a sample alone would call
     a row a singleton whenever its duplicates were not sampled).
@@ -198,6 +198,25 @@ class MapColouring:
 
 
 TOP_CLUSTERS = 10  # the largest clusters get their own colour; other duplicate rows share one
+TOP_LABELS = 10  # --color-by: the most common values get their own colour, the rest are "other"
+
+
+def _draw_labels(ax, points: np.ndarray, colouring: MapColouring, size: float) -> None:
+    """One colour per common value of a label column (e.g. a class), grey for the rest."""
+    from matplotlib import colormaps
+
+    values = np.asarray([str(v) for v in colouring.values])
+    kinds, counts = np.unique(values, return_counts=True)
+    top = kinds[np.argsort(-counts, kind="stable")][:TOP_LABELS]
+    other = ~np.isin(values, top)
+    if other.any():
+        ax.scatter(*points[other].T, s=size, c="lightgrey", linewidths=0, label=f"other ({int(other.sum()):,})")
+    palette = colormaps["tab10"]
+    for i, kind in enumerate(sorted(top, key=lambda k: (len(k), k))):
+        chosen = values == kind
+        ax.scatter(*points[chosen].T, s=size, color=palette(i % 10), alpha=0.7, linewidths=0,
+                   label=f"{kind} ({int(chosen.sum()):,})")
+    ax.legend(fontsize=7, loc="best", title=colouring.label, title_fontsize=8, markerscale=2)
 
 
 def _draw_clusters(ax, points: np.ndarray, colouring: MapColouring, size: float) -> None:
@@ -235,6 +254,8 @@ def embedding_map(points: np.ndarray, ratio: np.ndarray, colouring: MapColouring
     size = max(3.0, min(16.0, 6000 / max(len(points), 1)))  # fewer points, bigger dots
     if colouring.mode == "cluster":
         _draw_clusters(ax, points, colouring, size)
+    elif colouring.mode == "label":
+        _draw_labels(ax, points, colouring, size)
     elif colouring.mode == "anomaly":
         flags = np.asarray(colouring.values, dtype=bool)
         ax.scatter(*points[~flags].T, s=size, c=_NORMAL, alpha=0.5, linewidths=0, label=f"normal ({int((~flags).sum()):,})")

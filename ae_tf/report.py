@@ -76,6 +76,7 @@ class ReportConfig:
     grid_rows: int = 16  # examples in the reconstruction grid
     vae_samples: int = 32  # draws from a VAE's prior
     seed: int = 0
+    color_by: str | None = None  # a kept column (e.g. a class label) that colours the embedding map
 
     def validate(self) -> None:
         for name in ("input_rows", "image_rows", "max_points", "grid_rows", "vae_samples"):
@@ -207,7 +208,8 @@ def gather(config: ReportConfig) -> ReportData:
         files = embedding_files(out_dir, data.manifest)
         if not files:
             raise ReportInputError(f"--embeddings {out_dir}: no Parquet files (did `ae-tf encode` finish?)")
-        data.embeddings = read_embedding_sample(files, config.max_points, config.seed, f"--embeddings {out_dir}")
+        data.embeddings = read_embedding_sample(files, config.max_points, config.seed, f"--embeddings {out_dir}",
+                                                config.color_by)
         if data.manifest is None:
             data.notes["manifest"] = f"{out_dir} has no {MANIFEST} manifest: the encode run may not have finished"
     if config.dedup:
@@ -301,12 +303,14 @@ def fig_embedding_map(data: ReportData) -> tuple[bytes, str]:
     sample, why = data.embeddings, ""
     if data.dedup is not None and data.dedup.has_embedding:
         sample = read_embedding_sample(data.dedup.row_files, data.config.max_points, data.config.seed,
-                                       f"--dedup {data.dedup.directory}")
+                                       f"--dedup {data.dedup.directory}", data.config.color_by)
     elif data.dedup is not None:
         why = " (the dedup rows carry no embedding column, so clusters cannot be placed on the map)"
     if sample is not None:
         codes, source = sample.codes, f"{sample.rows:,} of {sample.total_rows:,} rows from {sample.source}"
-        if sample.cluster_id is not None:
+        if sample.labels is not None:
+            colouring = plots.MapColouring("label", sample.labels, label=data.config.color_by)
+        elif sample.cluster_id is not None:
             sizes = data.dedup.cluster_sizes_of(sample.cluster_id) if data.dedup is not None else None
             colouring = plots.MapColouring("cluster", sample.cluster_id, sizes=sizes)
         elif sample.is_anomaly is not None:
@@ -325,6 +329,7 @@ def fig_embedding_map(data: ReportData) -> tuple[bytes, str]:
     points, ratio = plots.pca_2d(codes)
     coloured = {"cluster": f"duplicate cluster (the {plots.TOP_CLUSTERS} largest in colour; grey: no duplicate)",
                 "anomaly": "is_anomaly",
+                "label": f"{data.config.color_by} (the {plots.TOP_LABELS} most common values in colour)",
                 "error": "reconstruction error"}[colouring.mode]
     return plots.embedding_map(points, ratio, colouring, f"{len(codes):,} rows"), (
         f"PCA of the codes of {source}, coloured by {coloured}{why}. The two components explain "

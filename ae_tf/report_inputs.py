@@ -139,20 +139,27 @@ class EmbeddingSample:
     cluster_id: np.ndarray | None
     total_rows: int
     source: str
+    labels: np.ndarray | None = None  # the --color-by column, when asked for
 
     @property
     def rows(self) -> int:
         return len(self.codes)
 
 
-def read_embedding_sample(files: list[str], max_rows: int, seed: int, source: str) -> EmbeddingSample:
+def read_embedding_sample(files: list[str], max_rows: int, seed: int, source: str,
+                          label_column: str | None = None) -> EmbeddingSample:
     """Sample the columns the report draws; `embedding` must be there, the rest are optional."""
     from ae_tf.embeddings import embedding_matrix
 
     schema = schema_of(files[0])
     if EMBEDDING not in schema.names:
         raise ReportInputError(f"{files[0]}: no {EMBEDDING!r} column; not embedding Parquet from `ae-tf encode`")
-    wanted = [n for n in (EMBEDDING, RECONSTRUCTION_ERROR, IS_ANOMALY, CLUSTER_ID) if n in schema.names]
+    if label_column is not None and label_column not in schema.names:
+        raise ReportInputError(f"{files[0]}: --color-by column {label_column!r} not found; columns are: "
+                               f"{', '.join(schema.names)}")
+    wanted = [n for n in (EMBEDDING, RECONSTRUCTION_ERROR, IS_ANOMALY, CLUSTER_ID, label_column)
+              if n is not None and n in schema.names]
+    wanted = list(dict.fromkeys(wanted))
     table, total = sample_table(files, wanted, max_rows, seed)
 
     def column(name):
@@ -160,7 +167,7 @@ def read_embedding_sample(files: list[str], max_rows: int, seed: int, source: st
 
     return EmbeddingSample(codes=embedding_matrix(table.column(EMBEDDING)), errors=column(RECONSTRUCTION_ERROR),
                            is_anomaly=column(IS_ANOMALY), cluster_id=column(CLUSTER_ID), total_rows=total,
-                           source=source)
+                           source=source, labels=column(label_column) if label_column else None)
 
 
 @dataclasses.dataclass

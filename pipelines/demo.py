@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("[3/4] embeddings (Beam pipeline, local in-process runner)")
     print(encode.summarize(manifest, time.perf_counter() - encode_started))
     report = make_report(ReportConfig(model=model_dir, output=os.path.join(args.workdir, "report"),
-                                      embeddings=out_dir))
+                                      embeddings=out_dir, color_by="label"))
     print(f"[4/4] report     {report.html} ({len(report.figures)} figures: "
           f"{', '.join(f.title.lower() for f in report.figures)})")
     print(f"total      {time.perf_counter() - started:.1f}s")

@@ -306,3 +306,15 @@ def test_figure_branches_without_a_model():
     points, ratio = plots.pca_2d(data @ np.linalg.qr(rng.normal(size=(4, 4)))[0])
     assert ratio[0] > ratio[1] > 0.1 and ratio.sum() > 0.99
     assert abs(np.corrcoef(points.T)[0, 1]) < 1e-6  # principal components are uncorrelated
+
+
+def test_embedding_map_coloured_by_a_kept_column(vector_model, embeddings, tmp_path):
+    """--color-by: the map is coloured by the values of a kept column; an unknown column is a one-line error."""
+    result = make_report(ReportConfig(model=vector_model[0], output=str(tmp_path / "r"), embeddings=embeddings,
+                                      color_by="name"))
+    caption = next(f.caption for f in result.figures if f.file == plots.FIGURES["embedding_map"].file)
+    assert "coloured by name (the 10 most common values in colour)" in caption
+    check_png(tmp_path / "r" / plots.FIGURES["embedding_map"].file, "embedding_map")
+    with pytest.raises(ReportInputError, match="--color-by column 'nope' not found"):
+        make_report(ReportConfig(model=vector_model[0], output=str(tmp_path / "r2"), embeddings=embeddings,
+                                 color_by="nope"))
