@@ -62,3 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"total      {time.perf_counter() - started:.1f}s")
     print(f"read it    python -c \"import pandas as pd; print(pd.read_parquet('{out_dir}').head())\"")
     return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from ae_tf.cli import main as cli_main
+
+    sys.exit(cli_main(["demo", *sys.argv[1:]]))
