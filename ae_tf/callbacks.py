@@ -43,19 +43,17 @@ class EpochHistory(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
 
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        with tf.io.gfile.GFile(self.path, "a") as f:
+        with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     @staticmethod
     def read(path: str) -> dict:
         """{metric: [value per epoch]}, the shape of Keras' History, last record per epoch winning."""
-        import tensorflow as tf
 
         by_epoch = {}
-        with tf.io.gfile.GFile(path) as f:
+        with open(path) as f:
             for line in f:
                 if line.strip():
                     record = json.loads(line)

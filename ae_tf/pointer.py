@@ -12,8 +12,8 @@ How, per storage:
               take no lock.
   gs://       one object write is already atomic; the compare is GCS's own precondition
               `if_generation_match` (0 = the object must not exist yet), through google-cloud-storage
-              (installed with apache-beam[gcp]), imported only for gs:// paths. tf.io.gfile has no
-              conditional write, which is why this file does not use it.
+              (through ae_tf.storage's client, which honours STORAGE_EMULATOR_HOST), imported only for
+              gs:// paths.
   other       refused: without a compare-and-swap primitive two promotions could both win.
 """
 
@@ -132,9 +132,9 @@ class GcsPointer:
 
     def _bucket(self):
         if self._client is None:
-            from google.cloud import storage
+            from ae_tf.storage import gcs_client
 
-            self._client = storage.Client()
+            self._client = gcs_client()
         return self._client.bucket(self._bucket_name)
 
     def read(self) -> Snapshot:
@@ -164,7 +164,7 @@ class GcsPointer:
 
 
 def open_pointer(path: str, client=None) -> LocalPointer | GcsPointer:
-    """The pointer store for `path`; `client` is a google.cloud.storage.Client for gs:// (tests pass a fake)."""
+    """The pointer store for `path`; `client` is a google.cloud.storage.Client for gs:// (default: ae_tf.storage's)."""
     if path.startswith("gs://"):
         return GcsPointer(path, client)
     if "://" in path:
