@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 
+from pipelines.gcs_auth import skip_for_options
 from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options
 from pipelines.parquet import InputError, read_manifest
 from pipelines.progress import local_progress
@@ -47,6 +48,7 @@ class Launch:
 
 def prepare_launch(beam_args: Sequence[str], save_main_session: bool = True) -> Launch:
     options = pipeline_options(beam_args, save_main_session)
+    skip_for_options(options)  # --no_auth: no credential look-up with back-off (pipelines.gcs_auth)
     return Launch(options, local_runner_if_unset(options))
 
 
