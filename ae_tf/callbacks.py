@@ -23,6 +23,15 @@ class EpochSummary(keras.callbacks.Callback):
         log.info("epoch %d: %s (%.1fs)", epoch + 1, " ".join(parts), time.perf_counter() - self._start)
 
 
+class PausePoint(keras.callbacks.Callback):
+    """For the interrupt tests only (AE_TF_PAUSE_AT=batches): wait after the first training batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        from ae_tf.interrupts import pause_point
+
+        pause_point("batches")
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stop at the first non-finite loss with a message that says what to try."""
 

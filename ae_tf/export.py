@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import uuid
 
-from ae_tf import storage
+from ae_tf import interrupts, storage
 from ae_tf.model_cache import local_model_dir
 
 METADATA_FILE = "ae_tf_metadata.json"
@@ -138,6 +138,7 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         if history is not None:
             with open(os.path.join(assets, HISTORY_FILE), "w") as f:
                 json.dump(history, f, indent=2)
+        interrupts.pause_point("publishing")  # tests: the model is written, not yet in place
         if storage.is_local(model_dir) and os.path.exists(model_dir):
             shutil.rmtree(model_dir)
         storage.publish_dir(staging, model_dir, MARKER)

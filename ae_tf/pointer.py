@@ -94,6 +94,9 @@ class LocalPointer:
 
     def swap(self, expected: Snapshot, data: dict) -> Snapshot:
         """Replace the pointer with `data` if it is still what `expected` saw; raises PointerConflict."""
+        from ae_tf.interrupts import note_published, raise_if_interrupted
+
+        raise_if_interrupted()
         with self._locked():
             current = self.read()
             if current.generation != expected.generation:
@@ -116,6 +119,7 @@ class LocalPointer:
                 os.fsync(fd)  # the rename itself survives a power cut
             finally:
                 os.close(fd)
+        note_published(self.path)
         return Snapshot(new, new[FIELD])
 
 
@@ -143,23 +147,28 @@ class GcsPointer:
         blob = self._bucket().get_blob(self.name)
         if blob is None:
             return Snapshot(None, 0)
+        generation = int(blob.generation)  # (a download may refresh blob's fields from its response)
         try:  # the bytes of exactly the generation we report
-            raw = blob.download_as_bytes(if_generation_match=blob.generation)
+            raw = blob.download_as_bytes(if_generation_match=generation)
         except (exceptions.PreconditionFailed, exceptions.NotFound):
             return self.read()  # replaced between the two calls: read the newer one
-        return Snapshot(_decode(raw, self.path), int(blob.generation))
+        return Snapshot(_decode(raw, self.path), generation)
 
     def swap(self, expected: Snapshot, data: dict) -> Snapshot:
         from google.api_core import exceptions
 
+        from ae_tf.interrupts import note_published, raise_if_interrupted
+
         new = {**data, FIELD: expected.generation + 1}
         blob = self._bucket().blob(self.name)
+        raise_if_interrupted()
         try:
             blob.upload_from_string(_encode(new), content_type="application/json",
                                     if_generation_match=expected.token)
         except exceptions.PreconditionFailed:
             raise PointerConflict(f"{self.path}: changed since it was read (object generation "
                                   f"{expected.token} is no longer current)") from None
+        note_published(self.path)
         return Snapshot(new, int(blob.generation or 0))
 
 

@@ -285,9 +285,13 @@ def publish_dir(local_dir: str, target: str, marker: str) -> None:
     uploaded and the marker last: `target` counts as present only once its marker is.
     """
     _check(target)
+    from ae_tf import interrupts
+
     if is_local(target):
         os.makedirs(os.path.dirname(target.rstrip("/")) or ".", exist_ok=True)
+        interrupts.raise_if_interrupted()
         os.rename(local_dir, target)
+        interrupts.note_published(target)
         return
     if not os.path.isfile(os.path.join(local_dir, marker)):
         raise StorageError(f"{local_dir}: has no {marker} to publish last")
@@ -295,8 +299,11 @@ def publish_dir(local_dir: str, target: str, marker: str) -> None:
         remove(join(target, marker))  # retract first: readers stop trusting the old contents
     rmtree(target)
     files = sorted(os.path.relpath(p, local_dir) for p in walk_files(local_dir))
-    for relative in [f for f in files if f != marker] + [marker]:
+    for relative in [f for f in files if f != marker]:
         copy_file(os.path.join(local_dir, relative), join(target, *relative.split(os.sep)))
+    interrupts.raise_if_interrupted()  # an interrupted run publishes nothing
+    copy_file(os.path.join(local_dir, marker), join(target, *marker.split("/")))
+    interrupts.note_published(target)
 
 
 def download_dir(source: str, local_dir: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ae_tf import storage
+from ae_tf import interrupts, storage
 from ae_tf.anomaly import quantile_table
 from ae_tf.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
 from ae_tf.export import model_dir_exists
@@ -119,7 +119,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     """
     import keras
 
-    from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard
+    from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard, PausePoint
     from ae_tf.devices import choose_strategy, describe_devices
     from ae_tf.export import export_model
     from ae_tf.models import build_model, input_layer
@@ -172,6 +172,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
           if config.tensorboard else []),
         *callbacks,
     ]
+    if os.environ.get(interrupts.PAUSE_ENV) == "batches":
+        all_callbacks.append(PausePoint())
+    interrupts.pause_point("planning")  # tests: input planned and model built, no step taken yet
     started = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                     callbacks=all_callbacks, verbose=2, shuffle=False)
