@@ -39,11 +39,11 @@ def interrupt_at(argv: list[str], moment: str, signum: int, timeout: float = 240
     sent = time.monotonic()
     process.send_signal(signum)
     try:
-        rest, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
         pytest.fail(f"no exit within 30 s of {signal.Signals(signum).name} at {moment}")
-    return process.returncode, time.monotonic() - sent, rest
+    return process.returncode, time.monotonic() - sent, process.stderr.read()
 
 
 def check_clean(code: int, seconds: float, stderr: str, signum: int) -> None:
