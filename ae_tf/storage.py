@@ -77,8 +77,8 @@ def gcs_client():
 
                 client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or "emulator",
                                         credentials=AnonymousCredentials())
-            else:
-                client = storage.Client()
+            else:  # default credentials; object calls need no project (None: the library does not guess one)
+                client = storage.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT"))
             _clients[pid] = client
     return client
 
