@@ -31,6 +31,8 @@ EXTRAS = {
         "matplotlib>=3.8,<4",
         # the image tests write PNG, JPEG, GIF, BMP and WebP files (the models decode them with TensorFlow)
         "pillow>=10,<13",
+        # a real GCS API on localhost for the gs:// tests (tests/gcs_emulator.py)
+        "gcp-storage-emulator>=2026.7,<2027",
     ],
 }
 

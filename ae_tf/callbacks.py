@@ -23,6 +23,15 @@ class EpochSummary(keras.callbacks.Callback):
         log.info("epoch %d: %s (%.1fs)", epoch + 1, " ".join(parts), time.perf_counter() - self._start)
 
 
+class PausePoint(keras.callbacks.Callback):
+    """For the interrupt tests only (AE_TF_PAUSE_AT=batches): wait after the first training batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        from ae_tf.interrupts import pause_point
+
+        pause_point("batches")
+
+
 class NaNGuard(keras.callbacks.Callback):
     """Stop at the first non-finite loss with a message that says what to try."""
 
@@ -43,19 +52,17 @@ class EpochHistory(keras.callbacks.Callback):
         self.path = path
 
     def on_epoch_end(self, epoch, logs=None):
-        import tensorflow as tf
 
         record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
-        with tf.io.gfile.GFile(self.path, "a") as f:
+        with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     @staticmethod
     def read(path: str) -> dict:
         """{metric: [value per epoch]}, the shape of Keras' History, last record per epoch winning."""
-        import tensorflow as tf
 
         by_epoch = {}
-        with tf.io.gfile.GFile(path) as f:
+        with open(path) as f:
             for line in f:
                 if line.strip():
                     record = json.loads(line)

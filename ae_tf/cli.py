@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ae_tf import interrupts
 from ae_tf.cli_models import (
     add_input_arguments,
     add_model_arguments,
@@ -117,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Ctrl-C / SIGTERM: one line, exit 130 / 143 within seconds, whatever is running (ae_tf.interrupts)
+    with interrupts.handled("ae-tf"):
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv[:1]
     configure_logging(verbose)
@@ -144,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"ae-tf: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a KeyboardInterrupt that no signal raised (interrupts.handled sees signals)
         print("ae-tf: interrupted", file=sys.stderr)
         return 130
 

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ae_tf import storage
 from ae_tf.features import (
     IMAGE,
     FeatureError,
@@ -41,25 +42,22 @@ def match_files(pattern: str | tuple[str, ...] | list[str]) -> list[str]:
 
     Several patterns (e.g. the partitions `ae-tf retrain --latest-partitions` chose) are expanded one by one.
     """
-    import tensorflow as tf
 
     if not isinstance(pattern, str):
         return sorted({path for one in pattern for path in match_files(one)})
-    if tf.io.gfile.isdir(pattern):
-        pattern = pattern.rstrip("/") + "/*.parquet"
-    files = sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
+    if storage.isdir(pattern):
+        pattern = storage.join(pattern, "*.parquet")
+    files = sorted(p for p in storage.glob(pattern) if storage.isfile(p))
     if not files:
         raise FileNotFoundError(f"{pattern}: no input file matches")
     return files
 
 
 def open_parquet(path: str) -> pq.ParquetFile:
-    """Local files are opened natively (fast); other schemes through tf.io.gfile."""
-    if "://" not in path:
+    """Local files are opened natively (fast); gs:// through ae_tf.storage."""
+    if storage.is_local(path):
         return pq.ParquetFile(path)
-    import tensorflow as tf
-
-    return pq.ParquetFile(tf.io.gfile.GFile(path, "rb"))
+    return pq.ParquetFile(storage.open_read(path))
 
 
 def validation_mask(num_rows: int, fraction: float, seed: int, file_index: int, batch_index: int) -> np.ndarray:
@@ -183,12 +181,11 @@ def batch_rows(rows_ds, spec: FeatureSpec, batch_size: int, shuffle: bool, shuff
 
 def fingerprint(files: list[str], num_rows: int) -> str:
     """Identifies the training data cheaply: file names, sizes and the row count."""
-    import tensorflow as tf
 
     digest = hashlib.sha256(str(num_rows).encode())
     for path in files:
         digest.update(path.encode())
-        digest.update(str(tf.io.gfile.stat(path).length).encode())
+        digest.update(str(storage.size(path)).encode())
     return digest.hexdigest()[:16]
 
 

@@ -8,7 +8,8 @@ Signatures (all take `features`: the stored values, raw; normalisation and image
   sample (n, VAE only)     -> samples: n rows (or images) decoded from codes drawn from the prior
 `features` is float32 [rows, width] for numeric features, tf.string [rows] of encoded files (PNG, JPEG,
 ...) for image-bytes features, float32 [rows, h*w*c] for images stored as pixel arrays.
-The directory is written under a temporary name and renamed, so it is never seen half-written.
+The directory is written under a temporary name and renamed (on gs://: uploaded with the metadata last),
+so it is never seen half-written.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ import hashlib
 import json
 import os
 import platform
+import shutil
+import tempfile
 import uuid
+
+from ae_tf import interrupts, storage
+from ae_tf.model_cache import local_model_dir
 
 METADATA_FILE = "ae_tf_metadata.json"
 HISTORY_FILE = "history.json"
+# written last when a model directory is published: on gs:// the directory is complete once it is there
+MARKER = f"assets/{METADATA_FILE}"
 FORMAT = "ae-tf-model/1"
 REQUIRED_SIGNATURES = ("encode", "decode", "score", "serving_default")
 
@@ -95,9 +103,8 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
                  overwrite: bool = False) -> dict:
     """Write `model` as a SavedModel at `model_dir` (atomically) and return the metadata written."""
     import keras
-    import tensorflow as tf
 
-    if tf.io.gfile.exists(model_dir) and not overwrite:
+    if model_dir_exists(model_dir) and not overwrite:
         raise ModelDirError(f"{model_dir}: already exists; choose a new path or pass --overwrite")
     from ae_tf.features import FeatureSpec
 
@@ -116,48 +123,53 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
     for name, fn, input_spec in _signature_functions(model, spec):
         archive.add_endpoint(name=name, fn=fn, input_signature=[input_spec])
 
-    staging = f"{model_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"
+    # Written locally first (next to a local target, so the final step is one rename; in a temporary
+    # directory for gs://, then uploaded with the metadata last: see ae_tf.storage.publish_dir).
+    if storage.is_local(model_dir):
+        staging = f"{model_dir.rstrip(os.sep)}.tmp-{uuid.uuid4().hex[:8]}"
+    else:
+        staging = os.path.join(tempfile.mkdtemp(prefix="ae-tf-export-"), "model")
     try:
         archive.write_out(staging, verbose=False)
         assets = os.path.join(staging, "assets")
-        tf.io.gfile.makedirs(assets)
-        with tf.io.gfile.GFile(os.path.join(assets, METADATA_FILE), "w") as f:
+        os.makedirs(assets, exist_ok=True)
+        with open(os.path.join(assets, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2, sort_keys=True)
         if history is not None:
-            with tf.io.gfile.GFile(os.path.join(assets, HISTORY_FILE), "w") as f:
+            with open(os.path.join(assets, HISTORY_FILE), "w") as f:
                 json.dump(history, f, indent=2)
-        if tf.io.gfile.exists(model_dir):
-            tf.io.gfile.rmtree(model_dir)
-        tf.io.gfile.rename(staging, model_dir)
+        interrupts.pause_point("publishing")  # tests: the model is written, not yet in place
+        if storage.is_local(model_dir) and os.path.exists(model_dir):
+            shutil.rmtree(model_dir)
+        storage.publish_dir(staging, model_dir, MARKER)
     finally:
-        if tf.io.gfile.exists(staging):
-            tf.io.gfile.rmtree(staging)
+        shutil.rmtree(staging if storage.is_local(model_dir) else os.path.dirname(staging), ignore_errors=True)
     return metadata
+
+
+def model_dir_exists(model_dir: str) -> bool:
+    """Locally: the path exists. On gs://: the marker is there (an interrupted upload does not count)."""
+    return os.path.exists(model_dir) if storage.is_local(model_dir) else storage.isfile(
+        storage.join(model_dir, MARKER))
 
 
 def read_metadata(model_dir: str) -> dict:
     """The metadata JSON of a model directory; a clear error when the path is not one of ours."""
-    import tensorflow as tf
-
-    if not tf.io.gfile.isdir(model_dir):
+    if not storage.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: model directory not found")
-    if not tf.io.gfile.exists(os.path.join(model_dir, "saved_model.pb")):
+    if not storage.isfile(storage.join(model_dir, "saved_model.pb")):
         raise ModelDirError(f"{model_dir}: not a SavedModel (no saved_model.pb)")
-    path = os.path.join(model_dir, "assets", METADATA_FILE)
-    if not tf.io.gfile.exists(path):
+    path = storage.join(model_dir, MARKER)
+    if not storage.isfile(path):
         raise ModelDirError(f"{model_dir}: SavedModel has no {METADATA_FILE} in assets; not an ae-tf model")
-    with tf.io.gfile.GFile(path) as f:
-        metadata = json.load(f)
+    metadata = json.loads(storage.read_bytes(path))
     if metadata.get("format") != FORMAT:
         raise ModelDirError(f"{model_dir}: metadata format {metadata.get('format')!r}, expected {FORMAT!r}")
     return metadata
 
 
 def read_history(model_dir: str) -> dict:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(os.path.join(model_dir, "assets", HISTORY_FILE)) as f:
-        return json.load(f)
+    return json.loads(storage.read_bytes(storage.join(model_dir, "assets", HISTORY_FILE)))
 
 
 @dataclasses.dataclass
@@ -184,7 +196,7 @@ def load_model_dir(model_dir: str) -> LoadedModel:
     import tensorflow as tf
 
     metadata = read_metadata(model_dir)
-    saved = tf.saved_model.load(model_dir)
+    saved = tf.saved_model.load(local_model_dir(model_dir, MARKER))  # gs:// -> a cached local copy
     missing = [s for s in REQUIRED_SIGNATURES if s not in saved.signatures]
     if missing:
         raise ModelDirError(f"{model_dir}: SavedModel lacks signature(s) {', '.join(missing)}")
@@ -193,15 +205,13 @@ def load_model_dir(model_dir: str) -> LoadedModel:
 
 def signature_names(model_dir: str) -> list[str]:
     """Signature names read from saved_model.pb without loading the graph (cheap launch-time check)."""
-    import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    with tf.io.gfile.GFile(os.path.join(model_dir, "saved_model.pb"), "rb") as f:
-        try:
-            proto.ParseFromString(f.read())
-        except Exception as err:  # a protobuf DecodeError: the file is not a SavedModel
-            raise ModelDirError(f"{model_dir}: saved_model.pb cannot be parsed ({err})") from None
+    try:
+        proto.ParseFromString(storage.read_bytes(storage.join(model_dir, "saved_model.pb")))
+    except Exception as err:  # a protobuf DecodeError: the file is not a SavedModel
+        raise ModelDirError(f"{model_dir}: saved_model.pb cannot be parsed ({err})") from None
     return sorted({name for graph in proto.meta_graphs for name in graph.signature_def})
 
 

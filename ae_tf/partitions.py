@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import posixpath
 
+from ae_tf import storage
+
 
 def _parent(path: str) -> str:
     return posixpath.dirname(path.rstrip("/"))
@@ -19,13 +21,11 @@ def newest_partitions(pattern: str, count: int) -> list[str]:
 
     `pattern` may match partition directories (`events/dt=*`) or files in them (`events/dt=*/*.parquet`).
     """
-    import tensorflow as tf
-
     if count < 1:
         raise ValueError(f"--latest-partitions must be at least 1, got {count}")
     partitions = set()
-    for match in tf.io.gfile.glob(pattern):
-        partitions.add(match.rstrip("/") if tf.io.gfile.isdir(match) else _parent(match))
+    for match in storage.glob(pattern):
+        partitions.add(match.rstrip("/") if storage.isdir(match) else _parent(match))
     if not partitions:
         raise FileNotFoundError(f"{pattern}: no partition matches")
     chosen = sorted(partitions)[-count:]

@@ -12,8 +12,8 @@ How, per storage:
               take no lock.
   gs://       one object write is already atomic; the compare is GCS's own precondition
               `if_generation_match` (0 = the object must not exist yet), through google-cloud-storage
-              (installed with apache-beam[gcp]), imported only for gs:// paths. tf.io.gfile has no
-              conditional write, which is why this file does not use it.
+              (through ae_tf.storage's client, which honours STORAGE_EMULATOR_HOST), imported only for
+              gs:// paths.
   other       refused: without a compare-and-swap primitive two promotions could both win.
 """
 
@@ -94,6 +94,9 @@ class LocalPointer:
 
     def swap(self, expected: Snapshot, data: dict) -> Snapshot:
         """Replace the pointer with `data` if it is still what `expected` saw; raises PointerConflict."""
+        from ae_tf.interrupts import note_published, raise_if_interrupted
+
+        raise_if_interrupted()
         with self._locked():
             current = self.read()
             if current.generation != expected.generation:
@@ -116,6 +119,7 @@ class LocalPointer:
                 os.fsync(fd)  # the rename itself survives a power cut
             finally:
                 os.close(fd)
+        note_published(self.path)
         return Snapshot(new, new[FIELD])
 
 
@@ -132,9 +136,9 @@ class GcsPointer:
 
     def _bucket(self):
         if self._client is None:
-            from google.cloud import storage
+            from ae_tf.storage import gcs_client
 
-            self._client = storage.Client()
+            self._client = gcs_client()
         return self._client.bucket(self._bucket_name)
 
     def read(self) -> Snapshot:
@@ -143,28 +147,33 @@ class GcsPointer:
         blob = self._bucket().get_blob(self.name)
         if blob is None:
             return Snapshot(None, 0)
+        generation = int(blob.generation)  # (a download may refresh blob's fields from its response)
         try:  # the bytes of exactly the generation we report
-            raw = blob.download_as_bytes(if_generation_match=blob.generation)
+            raw = blob.download_as_bytes(if_generation_match=generation)
         except (exceptions.PreconditionFailed, exceptions.NotFound):
             return self.read()  # replaced between the two calls: read the newer one
-        return Snapshot(_decode(raw, self.path), int(blob.generation))
+        return Snapshot(_decode(raw, self.path), generation)
 
     def swap(self, expected: Snapshot, data: dict) -> Snapshot:
         from google.api_core import exceptions
 
+        from ae_tf.interrupts import note_published, raise_if_interrupted
+
         new = {**data, FIELD: expected.generation + 1}
         blob = self._bucket().blob(self.name)
+        raise_if_interrupted()
         try:
             blob.upload_from_string(_encode(new), content_type="application/json",
                                     if_generation_match=expected.token)
         except exceptions.PreconditionFailed:
             raise PointerConflict(f"{self.path}: changed since it was read (object generation "
                                   f"{expected.token} is no longer current)") from None
+        note_published(self.path)
         return Snapshot(new, int(blob.generation or 0))
 
 
 def open_pointer(path: str, client=None) -> LocalPointer | GcsPointer:
-    """The pointer store for `path`; `client` is a google.cloud.storage.Client for gs:// (tests pass a fake)."""
+    """The pointer store for `path`; `client` is a google.cloud.storage.Client for gs:// (default: ae_tf.storage's)."""
     if path.startswith("gs://"):
         return GcsPointer(path, client)
     if "://" in path:

@@ -1,4 +1,4 @@
-"""A versioned model store with one champion, local or gs:// (files through tf.io.gfile).
+"""A versioned model store with one champion, local or gs:// (files through ae_tf.storage).
 
 Layout of a registry directory:
     versions/<version>/                  a model directory (the export contract), never modified once there
@@ -12,9 +12,10 @@ of a finished model directory; the champion changes only by a compare-and-swap o
 (ae_tf.pointer), so two retrains that decided at the same time cannot both promote. `<version>` is the
 model's own `model_version`, so the version the encode pipeline records is the registry's version name.
 
-On gs:// a "rename" of a directory is a copy of each object and a delete (tf.io.gfile), so a version
-appears object by object; nothing reads it until the pointer names it, and the pointer is only swapped
-after the move has finished. The pointer itself is swapped with a GCS generation precondition.
+On gs:// there is no rename: a version is trained in a local staging directory and uploaded object by
+object with its metadata JSON last (ae_tf.storage.publish_dir); a version counts (is listed, can be
+promoted) only once that marker is there, and the pointer is only swapped after the upload has finished.
+The pointer itself is swapped with a GCS generation precondition (ae_tf.pointer).
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ import datetime as dt
 import json
 import logging
 import os
-import posixpath
 import re
+import shutil
+import tempfile
 import uuid
 
-from ae_tf.export import ModelDirError, read_metadata
+from ae_tf import storage
+from ae_tf.export import MARKER, ModelDirError, model_dir_exists, read_metadata
 from ae_tf.pointer import PointerConflict, PointerError, Snapshot, open_pointer
 
 log = logging.getLogger(__name__)
@@ -52,13 +55,7 @@ class PromotionConflict(RegistryError):
 
 
 def _join(root: str, *parts: str) -> str:
-    return posixpath.join(root.rstrip("/"), *parts) if "://" in root else os.path.join(root, *parts)
-
-
-def _gfile():
-    import tensorflow as tf
-
-    return tf.io.gfile
+    return storage.join(root, *parts)
 
 
 def utc_now() -> str:
@@ -95,10 +92,9 @@ class Registry:
     @staticmethod
     def looks_like_registry(path: str) -> bool:
         """True for a directory with the registry layout (and not itself a model directory)."""
-        gfile = _gfile()
-        if gfile.exists(_join(path, "saved_model.pb")):
+        if storage.isfile(_join(path, "saved_model.pb")):
             return False
-        return gfile.exists(_join(path, POINTER)) or gfile.isdir(_join(path, VERSIONS))
+        return storage.isfile(_join(path, POINTER)) or storage.isdir(_join(path, VERSIONS))
 
     def version_dir(self, version: str) -> str:
         if not _VERSION_NAME.match(version):
@@ -110,13 +106,14 @@ class Registry:
 
     def versions(self) -> list[str]:
         """Registered versions, oldest first (names start with their UTC creation time)."""
-        gfile = _gfile()
         directory = _join(self.root, VERSIONS)
-        if not gfile.isdir(directory):
+        if not storage.isdir(directory):
             return []
-        names = (n.rstrip("/") for n in gfile.listdir(directory))
-        return sorted(n for n in names if _VERSION_NAME.match(n) and not n.endswith(".json")
-                      and ".tmp-" not in n and gfile.isdir(_join(directory, n)))
+        names = [n for n in storage.listdir(directory)
+                 if _VERSION_NAME.match(n) and not n.endswith(".json") and ".tmp-" not in n]
+        if storage.is_local(directory):
+            return sorted(n for n in names if os.path.isdir(_join(directory, n)))
+        return sorted(n for n in names if model_dir_exists(_join(directory, n)))  # complete uploads only
 
     def state(self) -> ChampionState:
         try:
@@ -141,27 +138,26 @@ class Registry:
             raise
 
     def read_report(self, version: str) -> dict | None:
-        gfile = _gfile()
         path = self.report_path(version)
-        if not gfile.exists(path):
+        if not storage.isfile(path):
             return None
-        with gfile.GFile(path) as f:
-            return json.load(f)
+        return json.loads(storage.read_bytes(path))
 
     # ---- writing ---------------------------------------------------------------------------------
     def new_staging_dir(self) -> str:
-        """A fresh directory for one retrain's work, on the registry's filesystem (so the final move is a rename)."""
+        """A fresh local directory for one retrain's work: inside a local registry (so the final move is a
+        rename), in a temporary directory for gs:// (the version is uploaded from there)."""
         run = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+        if not storage.is_local(self.root):
+            return tempfile.mkdtemp(prefix=f"ae-tf-staging-{run}-")
         path = _join(self.root, STAGING, run)
-        _gfile().makedirs(path)
+        os.makedirs(path, exist_ok=True)
         return path
 
     def discard_staging(self, path: str) -> None:
-        gfile = _gfile()
-        if gfile.exists(path):
-            gfile.rmtree(path)
+        shutil.rmtree(path, ignore_errors=True)
         parent = _join(self.root, STAGING)
-        if "://" not in parent:
+        if storage.is_local(parent):
             # Another run may be removing it too, or have just started inside it: both are fine.
             with contextlib.suppress(OSError):
                 os.rmdir(parent)  # only succeeds when empty
@@ -172,34 +168,30 @@ class Registry:
         The same weights exported in the same second give the same version name: that version is then
         already registered, and the duplicate is discarded.
         """
-        gfile = _gfile()
         version = read_metadata(model_dir)["model_version"]
         target = self.version_dir(version)
-        gfile.makedirs(_join(self.root, VERSIONS))
-        if gfile.exists(target):
+        storage.makedirs(_join(self.root, VERSIONS))
+        if model_dir_exists(target):
             if read_metadata(target)["model_version"] != version:  # pragma: no cover - corrupt registry
                 raise RegistryError(f"{target}: exists but holds another model")
             log.info("version %s is already registered; discarding the duplicate", version)
-            gfile.rmtree(model_dir)
+            storage.rmtree(model_dir)
             return version
         try:
-            gfile.rename(model_dir, target, overwrite=False)
-        except Exception:
+            storage.publish_dir(model_dir, target, MARKER)
+        except OSError:
             # Lost a race to register the very same model (same weights, same second): keep the winner's.
-            if gfile.exists(target) and read_metadata(target)["model_version"] == version:
-                gfile.rmtree(model_dir)
+            if model_dir_exists(target) and read_metadata(target)["model_version"] == version:
+                storage.rmtree(model_dir)
                 return version
             raise
+        storage.rmtree(model_dir)
         return version
 
     def write_report(self, version: str, report: dict) -> str:
         """The evaluation report beside the version (written to a temporary name, then renamed)."""
-        gfile = _gfile()
         path = self.report_path(version)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-        with gfile.GFile(tmp, "w") as f:
-            json.dump(report, f, indent=2, sort_keys=True)
-        gfile.rename(tmp, path, overwrite=True)
+        storage.write_bytes(path, json.dumps(report, indent=2, sort_keys=True), content_type="application/json")
         return path
 
     def _swap(self, expected: ChampionState, champion: str, previous: list[str], reason: str) -> ChampionState:

@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ae_tf import storage
 from ae_tf.export import load_model_dir, read_history, read_metadata
 from ae_tf.features import IMAGE, FeatureSpec
 from ae_tf.report_html import Figure, Table, render
@@ -534,30 +535,23 @@ def _warnings(data: ReportData) -> list[str]:
 
 def _check_output(path: str) -> None:
     """Before any work: the report directory may exist (figures are replaced) but must not be a file."""
-    import tensorflow as tf
-
-    if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+    if storage.isfile(path):
         raise ReportError(f"--output {path}: exists and is a file; give a directory")
 
 
 def _write(path: str, data: bytes | str) -> None:
-    import tensorflow as tf
-
-    with tf.io.gfile.GFile(path, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
+    storage.write_bytes(path, data)
 
 
 def _remove_stale_figures(output: str, drawn: set[str]) -> None:
     """An earlier report in the same directory may have drawn a figure this one skips: remove it, so the
     directory never shows a figure of other data than the page describes."""
-    import tensorflow as tf
-
     from ae_tf.plots import FIGURES
 
     for kind in FIGURES.values():
-        path = os.path.join(output, kind.file)
-        if kind.file not in drawn and tf.io.gfile.exists(path):
-            tf.io.gfile.remove(path)
+        path = storage.join(output, kind.file)
+        if kind.file not in drawn and storage.isfile(path):
+            storage.remove(path)
 
 
 def build_figures(data: ReportData) -> tuple[list[Figure], list[tuple[str, str]]]:
@@ -585,14 +579,13 @@ def _require_matplotlib() -> None:
 
 def make_report(config: ReportConfig) -> ReportResult:
     """Gather, draw, and write the PNGs, index.html and report.json into config.output."""
-    import tensorflow as tf
 
     config.validate()
     _require_matplotlib()
     _check_output(config.output)
     data = gather(config)
     figures, skipped = build_figures(data)
-    tf.io.gfile.makedirs(config.output)
+    storage.makedirs(config.output)
     for figure in figures:
         _write(os.path.join(config.output, figure.file), figure.png)
     _remove_stale_figures(config.output, {figure.file for figure in figures})

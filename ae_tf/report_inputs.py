@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import posixpath
 
 import numpy as np
 import pyarrow as pa
 
+from ae_tf import storage
 from ae_tf.data import open_parquet
 from ae_tf.embeddings import EMBEDDING, IS_ANOMALY, RECONSTRUCTION_ERROR
 from ae_tf.features import FeatureSpec, check_schema, features_to_array, validate_rows
@@ -31,14 +31,8 @@ class ReportInputError(ValueError):
     """A path given to `ae-tf report` that cannot be read; the message names it."""
 
 
-def _gfile():
-    import tensorflow as tf
-
-    return tf.io.gfile
-
-
 def _join(directory: str, name: str) -> str:
-    return posixpath.join(directory, name) if "://" in directory else os.path.join(directory, name)
+    return storage.join(directory, name)
 
 
 def _hidden(path: str, root: str) -> bool:
@@ -49,33 +43,25 @@ def _hidden(path: str, root: str) -> bool:
 
 def read_json(path: str) -> dict | None:
     """The JSON object at `path`, or None when it is absent or not a JSON object."""
-    gfile = _gfile()
-    if not gfile.exists(path) or gfile.isdir(path):
+    if not storage.isfile(path):
         return None
     try:
-        with gfile.GFile(path) as f:
-            data = json.load(f)
+        data = json.loads(storage.read_bytes(path))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def require_dir(path: str, flag: str) -> str:
-    if not _gfile().isdir(path):
+    if not storage.isdir(path):
         raise ReportInputError(f"{flag} {path}: directory not found")
     return path.rstrip("/")
 
 
 def parquet_files(directory: str, recursive: bool = False) -> list[str]:
     """Parquet files of an output directory, sorted; temp, rejected and hidden files left out."""
-    gfile = _gfile()
-    found = []
-    for root, _dirs, files in (gfile.walk(directory) if recursive else [(directory, [], gfile.listdir(directory))]):
-        for name in files:
-            path = _join(root, name.rstrip("/"))
-            if name.endswith(".parquet") and not _hidden(path, directory) and not gfile.isdir(path):
-                found.append(path)
-    return sorted(found)
+    paths = storage.walk_files(directory) if recursive else [_join(directory, n) for n in storage.listdir(directory)]
+    return sorted(p for p in paths if p.endswith(".parquet") and not _hidden(p, directory) and storage.isfile(p))
 
 
 def embedding_files(out_dir: str, manifest: dict | None) -> list[str]:
@@ -220,8 +206,7 @@ def find_dedup_outputs(directory: str) -> DedupOutputs:
     max_similarity and the most rows: every input row annotated, not the deduplicated subset.
     """
     directory = require_dir(directory, "--dedup")
-    gfile = _gfile()
-    names = [n.rstrip("/") for n in gfile.listdir(directory)]
+    names = storage.listdir(directory)
     ordered = [n for n in DEDUP_SUMMARY_NAMES if n in names] + sorted(n for n in names if n.endswith(".json"))
     summary, summary_path = None, None
     for name in dict.fromkeys(ordered):

@@ -2,11 +2,11 @@
 
 The steps, and why each is safe to interrupt:
   1. read the champion pointer (this snapshot is what a promotion must still match at the end);
-  2. train the challenger into `REGISTRY/_staging/<run>/` (a crash here leaves only staging behind;
-     versions and the pointer are untouched);
+  2. train the challenger into `REGISTRY/_staging/<run>/` (a local temporary directory for a gs://
+     registry; a crash here leaves only staging behind; versions and the pointer are untouched);
   3. judge challenger and champion on the same held-out rows (ae_tf.evaluation);
-  4. move the challenger into `versions/` with one rename, promoted or not, so it can be inspected or
-     promoted by hand later;
+  4. move the challenger into `versions/` with one rename (on gs://: an upload, metadata last), promoted
+     or not, so it can be inspected or promoted by hand later;
   5. if there is no champion, or the challenger's error is lower by at least `min_improvement`
      (relative), compare-and-swap the pointer. If another run promoted meanwhile the swap fails and this
      run reports `kept`: its verdict was reached against a champion that is no longer current;
@@ -20,8 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 from ae_tf.evaluation import EvaluationError, Sample, held_out_sample, input_sample, reconstruction_error
@@ -141,12 +139,11 @@ def run_retrain(config: RetrainConfig) -> RetrainOutcome:
     recipe = challenger_recipe(config, champion_meta)
     inputs = select_inputs(config)
 
-    staging = registry.new_staging_dir()
-    local_run_dir = None if "://" not in staging else tempfile.mkdtemp(prefix="ae-tf-retrain-")
+    staging = registry.new_staging_dir()  # always local; a gs:// registry gets the version uploaded
     try:
-        model_dir = os.path.join(staging, "model") if "://" not in staging else f"{staging}/model"
+        model_dir = os.path.join(staging, "model")
         train_config = make_train_config(inputs, recipe.pop("features"), model_dir, recipe.pop("code_size"),
-                                         checkpoint_dir=local_run_dir or os.path.join(staging, "run"), **recipe)
+                                         checkpoint_dir=os.path.join(staging, "run"), **recipe)
         log.info("training a challenger for %s (champion: %s)", registry.root, before.champion or "none")
         result = train(train_config)
         sample = judging_sample(config, result.metadata, train_config)
@@ -181,8 +178,6 @@ def run_retrain(config: RetrainConfig) -> RetrainOutcome:
         return RetrainOutcome(decision, version, report, path, state)
     finally:
         registry.discard_staging(staging)
-        if local_run_dir:
-            shutil.rmtree(local_run_dir, ignore_errors=True)
 
 
 def judging_sample(config: RetrainConfig, metadata: dict, train_config) -> Sample:

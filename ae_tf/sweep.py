@@ -19,10 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 
 import numpy as np
 
+from ae_tf import storage
 from ae_tf.data import TRAIN, VALIDATION, open_source
 from ae_tf.train import TrainConfig, train
 
@@ -118,16 +118,14 @@ def pca_errors(train_x: np.ndarray, val_x: np.ndarray, sizes: list[int]) -> dict
 
 def run_sweep(config: SweepConfig) -> SweepResult:
     """Train one model per size, compare with PCA on the same held-out rows, write json/png, return all."""
-    import tensorflow as tf
 
     config.validate()
-    if tf.io.gfile.exists(config.output_dir) and tf.io.gfile.listdir(config.output_dir) \
-            and not config.template.overwrite:
+    if storage.isdir(config.output_dir) and storage.listdir(config.output_dir) and not config.template.overwrite:
         raise FileExistsError(f"{config.output_dir}: not empty; choose a new directory or pass --overwrite")
-    tf.io.gfile.makedirs(config.output_dir)
+    storage.makedirs(config.output_dir)
     models = {}
     for k in config.code_sizes:
-        settings = dataclasses.replace(config.template, output=os.path.join(config.output_dir, f"code-{k}"),
+        settings = dataclasses.replace(config.template, output=storage.join(config.output_dir, f"code-{k}"),
                                        model=dataclasses.replace(config.template.model, code_size=k))
         log.info("sweep: training code size %d", k)
         models[k] = train(settings)
@@ -149,16 +147,15 @@ def run_sweep(config: SweepConfig) -> SweepResult:
           for k, r in models.items()}
     chosen, best = choose_size(ae, config.tolerance, variance)
     rows = [{"code_size": k, "autoencoder": ae[k], "pca": pca[k],
-             "model_dir": os.path.join(config.output_dir, f"code-{k}"),
+             "model_dir": storage.join(config.output_dir, f"code-{k}"),
              "epochs": models[k].metadata["training"]["epochs_run"]} for k in config.code_sizes]
-    plot = save_plot(rows, chosen, os.path.join(config.output_dir, PLOT_FILE), config.tolerance)
-    path = os.path.join(config.output_dir, RESULT_FILE)
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump({"rows": rows, "chosen": chosen, "best": best, "tolerance": config.tolerance,
-                   "variance": variance,
-                   "validation_rows": int(sum(len(b) for b in val_raw)),
-                   "metric": "held-out mean squared reconstruction error per value, in the model's input units",
-                   "family": config.template.model.family, "inputs": source.inputs}, f, indent=2)
+    plot = save_plot(rows, chosen, storage.join(config.output_dir, PLOT_FILE), config.tolerance)
+    path = storage.join(config.output_dir, RESULT_FILE)
+    storage.write_bytes(path, json.dumps({
+        "rows": rows, "chosen": chosen, "best": best, "tolerance": config.tolerance, "variance": variance,
+        "validation_rows": int(sum(len(b) for b in val_raw)),
+        "metric": "held-out mean squared reconstruction error per value, in the model's input units",
+        "family": config.template.model.family, "inputs": source.inputs}, indent=2))
     return SweepResult(rows, chosen, best, variance, plot, path)
 
 
@@ -172,7 +169,6 @@ def save_plot(rows: list[dict], chosen: int, path: str, tolerance: float) -> str
     except ImportError:
         log.warning("matplotlib is not installed: no plot (pip install 'ae-tf[report]')")
         return None
-    import tensorflow as tf
 
     sizes = [r["code_size"] for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
@@ -196,5 +192,5 @@ def save_plot(rows: list[dict], chosen: int, path: str, tolerance: float) -> str
     fig.savefig(local)
     plt.close(fig)
     if local != path:
-        tf.io.gfile.copy(local, path, overwrite=True)
+        storage.copy_file(local, path)
     return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 import re
 from collections.abc import Iterator, Sequence
 
@@ -22,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ae_tf import storage
 from ae_tf.data import ALL, TRAIN, VALIDATION, FeatureStats
 from ae_tf.features import IMAGE, VECTOR, FeatureError, FeatureSpec
 from ae_tf.images import BYTES, ImageRequest, ImageSpec
@@ -190,11 +190,10 @@ def tfds_to_parquet(tfds_name: str, out_dir: str, data_dir: str | None = None, r
 
     Images keep the bytes TFDS stores (PNG for mnist): lossless, and what ae-tf image models take.
     """
-    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     name, split = parse_tfds_name(tfds_name)
-    if tf.io.gfile.exists(out_dir) and tf.io.gfile.listdir(out_dir) and not overwrite:
+    if storage.isdir(out_dir) and storage.listdir(out_dir) and not overwrite:
         raise FileExistsError(f"{out_dir}: not empty; choose a new directory or pass --overwrite")
     if rows_per_file < 1:
         raise ValueError(f"--rows-per-file must be at least 1, got {rows_per_file}")
@@ -211,21 +210,20 @@ def tfds_to_parquet(tfds_name: str, out_dir: str, data_dir: str | None = None, r
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
     if limit is not None:
         ds = ds.take(limit)
-    if tf.io.gfile.exists(out_dir):
-        for old in tf.io.gfile.glob(os.path.join(out_dir, "part-*.parquet")):
-            tf.io.gfile.remove(old)
-    tf.io.gfile.makedirs(out_dir)
+    if storage.isdir(out_dir):
+        for old in storage.glob(storage.join(out_dir, "part-*.parquet")):
+            storage.remove(old)
+    storage.makedirs(out_dir)
     paths, rows = [], 0
     for chunk in ds.batch(rows_per_file).as_numpy_iterator():
         n = len(next(iter(chunk.values())))
         columns = {"id": pa.array(np.arange(rows, rows + n, dtype=np.int64))}
         for key, feature in usable.items():
             columns[key] = _arrow_column(list(chunk[key]), feature)
-        path = os.path.join(out_dir, f"part-{len(paths):05d}.parquet")
+        path = storage.join(out_dir, f"part-{len(paths):05d}.parquet")
         buffer = pa.BufferOutputStream()
         pq.write_table(pa.table(columns), buffer, row_group_size=min(rows_per_file, 4096), compression="zstd")
-        with tf.io.gfile.GFile(path, "wb") as f:  # local or gs://
-            f.write(buffer.getvalue().to_pybytes())
+        storage.write_bytes(path, buffer.getvalue().to_pybytes())  # local or gs://
         paths.append(path)
         rows += n
     if not rows:

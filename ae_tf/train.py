@@ -6,16 +6,20 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
+from ae_tf import interrupts, storage
 from ae_tf.anomaly import quantile_table
 from ae_tf.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
+from ae_tf.export import model_dir_exists
 from ae_tf.features import parse_feature_columns
 from ae_tf.images import parse_image_size
 from ae_tf.models import ModelConfig
@@ -72,11 +76,20 @@ class TrainConfig:
             raise ValueError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.min_steps_per_epoch < 1:
             raise ValueError(f"--min-steps-per-epoch must be at least 1, got {self.min_steps_per_epoch}")
+        if self.checkpoint_dir and not storage.is_local(self.checkpoint_dir):
+            raise ValueError(f"--checkpoint-dir {self.checkpoint_dir}: must be a local directory (checkpoints are "
+                             f"written every epoch; a gs:// model keeps them in the local cache by default)")
 
     @property
     def run_dir(self) -> str:
-        """Checkpoints and logs of this run live beside the model, never inside it."""
-        return self.checkpoint_dir or f"{self.output.rstrip('/')}.run"
+        """Checkpoints and logs of this run live beside a local model, never inside it; for a gs:// model in
+        the local cache (one directory per output path, so --resume finds it on the same machine)."""
+        if self.checkpoint_dir:
+            return self.checkpoint_dir
+        if storage.is_local(self.output):
+            return f"{self.output.rstrip(os.sep)}.run"
+        key = hashlib.sha256(self.output.rstrip("/").encode()).hexdigest()[:16]
+        return os.path.join(storage.cache_root(), "runs", f"{os.path.basename(self.output.rstrip('/'))}-{key}")
 
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -105,15 +118,14 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     `callbacks` are extra Keras callbacks, run after ours.
     """
     import keras
-    import tensorflow as tf
 
-    from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard
+    from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard, PausePoint
     from ae_tf.devices import choose_strategy, describe_devices
     from ae_tf.export import export_model
     from ae_tf.models import build_model, input_layer
 
     config.validate()
-    if tf.io.gfile.exists(config.output) and not config.overwrite:
+    if model_dir_exists(config.output) and not config.overwrite:
         raise FileExistsError(f"{config.output}: already exists; choose a new path or pass --overwrite")
     keras.utils.set_random_seed(config.seed)
     source = open_source(config)
@@ -138,14 +150,14 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     monitor = "val_loss" if val_ds is not None else "loss"
     backup_dir = os.path.join(config.run_dir, "backup")
     history_log = os.path.join(config.run_dir, "history.jsonl")
-    resuming = config.resume and tf.io.gfile.exists(backup_dir)
+    resuming = config.resume and os.path.exists(backup_dir)
     if not resuming:
         for stale in (backup_dir, history_log):
-            if tf.io.gfile.exists(stale):
-                tf.io.gfile.rmtree(stale) if tf.io.gfile.isdir(stale) else tf.io.gfile.remove(stale)
+            if os.path.exists(stale):
+                shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
     elif config.resume:
         log.info("resuming from %s", backup_dir)
-    tf.io.gfile.makedirs(config.run_dir)
+    os.makedirs(config.run_dir, exist_ok=True)
     all_callbacks = [
         NaNGuard(),
         keras.callbacks.BackupAndRestore(backup_dir),
@@ -160,6 +172,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
           if config.tensorboard else []),
         *callbacks,
     ]
+    if os.environ.get(interrupts.PAUSE_ENV) == "batches":
+        all_callbacks.append(PausePoint())
+    interrupts.pause_point("planning")  # tests: input planned and model built, no step taken yet
     started = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                     callbacks=all_callbacks, verbose=2, shuffle=False)
@@ -201,7 +216,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         "config": config.to_dict(),
     }
     metadata = export_model(model, config.output, metadata, history=history, overwrite=config.overwrite)
-    with tf.io.gfile.GFile(os.path.join(config.run_dir, "config.json"), "w") as f:
+    with open(os.path.join(config.run_dir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2)
     log.info("exported %s (version %s)", config.output, metadata["model_version"])
     return TrainResult(model, metadata, history)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import apache_beam as beam
 
+from ae_tf import interrupts
+from pipelines.gcs_auth import skip_for_options
 from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options
 from pipelines.parquet import InputError, read_manifest
 from pipelines.progress import local_progress
@@ -47,6 +49,7 @@ class Launch:
 
 def prepare_launch(beam_args: Sequence[str], save_main_session: bool = True) -> Launch:
     options = pipeline_options(beam_args, save_main_session)
+    skip_for_options(options)  # --no_auth: no credential look-up with back-off (pipelines.gcs_auth)
     return Launch(options, local_runner_if_unset(options))
 
 
@@ -72,6 +75,7 @@ def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir
     Dataflow dry run or a remote runner that has not written it)."""
     pipeline = test_pipeline or beam.Pipeline(runner=launch.runner, options=launch.options)
     build(pipeline)
+    interrupts.pause_point("planning")  # tests: a signal after planning, before any batch
     try:
         with local_progress(progress_key, label, launch.local, progress_interval):
             pipeline.run().wait_until_finish()

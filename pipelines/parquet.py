@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import fnmatch
 import json
 import os
 import uuid
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
+from ae_tf import interrupts
 from pipelines import progress
 from pipelines.coders import BATCH, OFFSET_BATCH
 from pipelines.output_files import is_local, write_bytes
@@ -39,7 +41,7 @@ class InputError(ValueError):
 
 def match_files(pattern: str) -> list[str]:
     """Glob (local or any Beam filesystem) -> sorted files; a directory means its *.parquet files."""
-    if _is_dir(pattern):
+    if _is_dir(pattern) or _is_remote_dir(pattern):
         pattern = FileSystems.join(pattern.rstrip("/"), "*.parquet")
     try:
         matched = FileSystems.match([pattern])[0].metadata_list
@@ -53,6 +55,16 @@ def match_files(pattern: str) -> list[str]:
 
 def _is_dir(path: str) -> bool:
     return os.path.isdir(path) if is_local(path) else path.endswith("/")
+
+
+def _is_remote_dir(path: str) -> bool:
+    """gs://B/dir (no trailing slash): a prefix with objects under it, not an object itself."""
+    if is_local(path) or any(c in path for c in "*?[") or FileSystems.exists(path):
+        return False
+    try:
+        return bool(FileSystems.match([path.rstrip("/") + "/*"], limits=[1])[0].metadata_list)
+    except Exception:  # nothing there: Beam raises for an empty match on some filesystems
+        return False
 
 
 def open_parquet(path: str) -> pq.ParquetFile:
@@ -148,6 +160,7 @@ class _ReadSplitDoFn(beam.DoFn):
                 if self._progress_key:
                     progress.add(self._progress_key, batch.num_rows)
                 emitted = True
+                interrupts.pause_point("batches")  # tests: a signal while batches flow
                 yield (split.index, offset, batch) if self._with_offsets else (split.index, batch)
                 offset += batch.num_rows
         except (pa.ArrowException, OSError) as err:
@@ -299,12 +312,32 @@ class WriteParquetShards(beam.PTransform):
                              self._count_column))
 
 
+def _left_by_unfinished_run(output_dir: str) -> bool:
+    """No `_SUCCESS`, and only what a run of ours writes before it (shards, `_`-names such as
+    `_temporary` or a dataset's own `_SUCCESS`, summary.json): an interrupted run, safe to replace."""
+    if FileSystems.exists(FileSystems.join(output_dir, MANIFEST)):
+        return False
+    if is_local(output_dir):
+        relative = [os.path.relpath(os.path.join(root, name), output_dir)
+                    for root, _dirs, files in os.walk(output_dir) for name in files]
+    else:
+        prefix = output_dir.rstrip("/") + "/"
+        relative = [m.path[len(prefix):] for m in FileSystems.match([prefix + "**"])[0].metadata_list]
+    for path in relative:
+        parts = path.replace(os.sep, "/").split("/")
+        if not (any(p.startswith("_") for p in parts) or fnmatch.fnmatchcase(parts[-1], SHARD_PATTERN)
+                or parts == ["summary.json"]):
+            return False
+    return True
+
+
 def prepare_output(output_dir: str, overwrite: bool) -> None:
-    """Refuse a non-empty output unless --overwrite; with it, retract the old manifest before any work."""
+    """Refuse a non-empty output unless --overwrite (or it holds only an interrupted run's leftovers);
+    retract the old manifest before any work."""
     existing = [m.path for m in FileSystems.match([FileSystems.join(output_dir, "*")])[0].metadata_list] \
         if FileSystems.exists(output_dir) else []
     existing = [p for p in existing if os.path.basename(p.rstrip("/")) != TEMP_DIR]
-    if existing and not overwrite:
+    if existing and not overwrite and not _left_by_unfinished_run(output_dir):
         raise InputError(f"{output_dir}: output directory is not empty; choose a new one or pass --overwrite")
     manifest = FileSystems.join(output_dir, MANIFEST)
     if FileSystems.exists(manifest):
@@ -329,6 +362,7 @@ def publish_shards(output_dir: str, temp_dir: str, results: Sequence[ShardResult
         if is_local(output_dir):
             os.makedirs(output_dir, exist_ok=True)
         FileSystems.rename([r.temp_path for r in results], finals)
+    interrupts.pause_point("publishing")  # tests: shards in place, no _SUCCESS yet
     if FileSystems.exists(output_dir):
         stale = [m.path for m in FileSystems.match([FileSystems.join(output_dir, SHARD_PATTERN)])[0].metadata_list
                  if m.path not in set(finals)]
@@ -352,7 +386,9 @@ def remove_temporary(output_dir: str) -> None:
 def write_manifest(output_dir: str, manifest: dict) -> str:
     """Write `_SUCCESS` last; locally through a temporary name and an atomic rename."""
     path = FileSystems.join(output_dir, MANIFEST)
+    interrupts.raise_if_interrupted()  # an interrupted run publishes nothing
     write_bytes(path, json.dumps(manifest, indent=2, sort_keys=True).encode(), mime_type="application/json")
+    interrupts.note_published(path)
     return path
 
 

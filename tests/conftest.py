@@ -13,6 +13,8 @@ import pytest  # noqa: E402
 
 from ae_tf.embeddings import embedding_array  # noqa: E402
 
+pytest_plugins = ["gcs_emulator"]  # the gcs_emulator / gcs_root fixtures (a real GCS API on localhost)
+
 WIDTH = 12
 ROWS = 1200
 

@@ -85,58 +85,6 @@ def test_only_one_of_many_processes_wins_the_same_swap(tmp_path):
     assert json.loads(path.read_text()) == {"champion": winner, "generation": 1}
 
 
-class _PreconditionBucket:
-    """Just enough of google.cloud.storage to check that GcsPointer relies on generation preconditions."""
-
-    def __init__(self):
-        self.objects: dict[str, tuple[bytes, int]] = {}
-        self.next_generation = 100
-
-    def bucket(self, name):
-        return self
-
-    def get_blob(self, name):
-        return _Blob(self, name) if name in self.objects else None
-
-    def blob(self, name):
-        return _Blob(self, name)
-
-
-class _Blob:
-    def __init__(self, store, name):
-        self.store, self.name = store, name
-        self.generation = store.objects.get(name, (b"", None))[1]
-
-    def download_as_bytes(self, if_generation_match=None):
-        data, generation = self.store.objects[self.name]
-        assert if_generation_match == generation
-        return data
-
-    def upload_from_string(self, data, content_type=None, if_generation_match=None):
-        from google.api_core.exceptions import PreconditionFailed
-
-        current = self.store.objects.get(self.name, (b"", 0))[1]
-        if if_generation_match is None or if_generation_match != current:
-            raise PreconditionFailed("generation mismatch")
-        self.store.next_generation += 1
-        self.generation = self.store.next_generation
-        self.store.objects[self.name] = (data, self.generation)
-
-
-def test_gcs_pointer_writes_only_with_a_generation_precondition():
-    store = _PreconditionBucket()
-    pointer = open_pointer("gs://bucket/registry/champion.json", client=store)
-    empty = pointer.read()
-    assert empty.data is None and empty.token == 0
-    first = pointer.swap(empty, {"champion": "a"})  # if_generation_match=0: must not exist yet
-    assert first.token == 101 and first.generation == 1
-    with pytest.raises(PointerConflict):
-        pointer.swap(empty, {"champion": "b"})
-    again = pointer.read()
-    assert again.data["champion"] == "a" and again.token == 101
-    assert pointer.swap(again, {"champion": "b"}).generation == 2
-
-
 def test_schemes_without_compare_and_swap_are_refused():
     with pytest.raises(PointerError, match="s3:// has no atomic compare-and-swap"):
         open_pointer("s3://bucket/registry/champion.json")
