@@ -47,8 +47,13 @@ def import_tensorflow():
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     quiet_environment()
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (AttributeError, OSError):  # no stderr to filter (closed, or replaced by an object without one)
+        import tensorflow as tf
+
+        return tf
     with tempfile.TemporaryFile() as captured:
         os.dup2(captured.fileno(), 2)
         try:

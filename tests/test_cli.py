@@ -133,3 +133,14 @@ def test_help_lists_commands_and_pipeline_module_runs():
     out = subprocess.run([sys.executable, "-m", "pipelines.encode", "--help"], capture_output=True, text=True,
                          env=ENV, check=True)
     assert "--runner DataflowRunner" in out.stdout
+
+
+def test_tensorflow_startup_filter_keeps_real_errors():
+    from ae_tf.quiet_tf import filter_startup_lines
+
+    text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1.1 5376 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n"
+            "E0000 00:00:1.2 7248 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: UNKNOWN ERROR (303)\n"
+            "E0000 00:00:1.3 7248 op_kernel.cc:1] OOM when allocating tensor\n")
+    kept, dropped = filter_startup_lines(text)
+    assert kept == "E0000 00:00:1.3 7248 op_kernel.cc:1] OOM when allocating tensor\n" and len(dropped) == 3
