@@ -19,7 +19,8 @@ def epoch_line(logs: dict) -> str:
     repeats = {k for k in numbers if k.endswith("reconstruction") and
                numbers[k] == numbers.get(k.replace("reconstruction", "loss"))}
     order = sorted(numbers, key=lambda k: (k not in ("loss", "val_loss"), k.startswith("val_"), k))
-    return " ".join(f"{k}={numbers[k]:.5g}" for k in order if k not in repeats)
+    return " ".join(f"{k}={numbers[k]:.5f}" if abs(numbers[k]) >= 1e-3 else f"{k}={numbers[k]:.3g}"
+                    for k in order if k not in repeats)
 
 
 class EpochSummary(keras.callbacks.Callback):
