@@ -118,7 +118,19 @@ def check_encode_args(argv: Sequence[str]) -> None:
         raise ValueError(f"{args.output}: output directory is not empty; choose a new one or pass --overwrite")
 
 
-PIPELINE_CHECKS = {"encode": check_encode_args}
+def check_demo_args(argv: Sequence[str]) -> None:
+    """`ae-tf demo`: the --workdir it will replace is an earlier demo's (or absent)."""
+    from ae_tf.demo_data import check_workdir
+
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--workdir", default="demo_output")
+    try:
+        check_workdir(p.parse_known_args(list(argv))[0].workdir)
+    except SystemExit:  # a malformed flag: the demo's parser says what is wrong
+        return
+
+
+PIPELINE_CHECKS = {"encode": check_encode_args, "demo": check_demo_args}
 
 
 def check_pipeline_args(command: str, argv: Sequence[str]) -> None:

@@ -19,13 +19,10 @@ import time
 from collections.abc import Sequence
 
 from ae_tf.cli_help import HelpFormatter
-from ae_tf.demo_data import write_digits_parquet
+from ae_tf.demo_data import check_workdir, write_digits_parquet
 from ae_tf.report import ReportConfig, make_report
 from ae_tf.train import make_train_config, train
 from pipelines import encode
-
-# What the demo writes in --workdir (the model's run files go beside it, in model.run/).
-WORKDIR_ENTRIES = {"data", "model", "model.run", "embeddings", "report"}
 
 
 def demo_arg_parser() -> argparse.ArgumentParser:
@@ -40,17 +37,9 @@ def demo_arg_parser() -> argparse.ArgumentParser:
 
 
 def clear_workdir(workdir: str) -> None:
-    """Delete an earlier demo's folder; refuse a folder that holds anything the demo did not write."""
-    if os.path.isfile(workdir):
-        raise FileExistsError(f"--workdir {workdir}: is a file; give a folder")
-    if not os.path.isdir(workdir):
-        return
-    foreign = sorted(set(os.listdir(workdir)) - WORKDIR_ENTRIES)
-    if foreign:
-        raise FileExistsError(f"--workdir {workdir}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
-                              "which the demo did not write; the demo replaces its folder, so choose a new "
-                              "or empty one")
-    shutil.rmtree(workdir)
+    """Delete an earlier demo's folder (ae_tf.demo_data.check_workdir refuses any other folder)."""
+    if check_workdir(workdir):
+        shutil.rmtree(workdir)
 
 
 def read_hint(out_dir: str) -> str:
