@@ -4,6 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo_output
 DEMO_ROWS ?= 100000
+# What the README's tour writes (train, encode, report, sweep, reduce, dedup, tfds-to-parquet examples).
+TOUR_DIRS := models embeddings reports sweeps reduced dedup out data/mnist
 
 .PHONY: demo test lint unit install install-test benchmark clean
 
@@ -38,4 +40,4 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/encode_throughput.py
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache
+	rm -rf $(DEMO_DIR) $(TOUR_DIRS) .pytest_cache .ruff_cache

@@ -12,15 +12,28 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 
+def epoch_line(logs: dict) -> str:
+    """The metrics of one epoch, losses first; a metric equal to its loss (a plain autoencoder's
+    `reconstruction` is its loss) is left out rather than printed twice."""
+    numbers = {k: float(v) for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+    repeats = {k for k in numbers if k.endswith("reconstruction") and
+               numbers[k] == numbers.get(k.replace("reconstruction", "loss"))}
+    order = sorted(numbers, key=lambda k: (k not in ("loss", "val_loss"), k.startswith("val_"), k))
+    return " ".join(f"{k}={numbers[k]:.5f}" if abs(numbers[k]) >= 1e-3 else f"{k}={numbers[k]:.3g}"
+                    for k in order if k not in repeats)
+
+
 class EpochSummary(keras.callbacks.Callback):
-    """One log line per epoch (losses and seconds), readable in plain logs and CI output."""
+    """One log line per epoch (losses and seconds), readable in plain logs and CI output; Keras' own
+    per-epoch line is turned off (`fit(verbose=0)`), so each epoch is printed once."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        parts = [f"{k}={v:.5f}" for k, v in sorted((logs or {}).items()) if isinstance(v, (int, float))]
-        log.info("epoch %d: %s (%.1fs)", epoch + 1, " ".join(parts), time.perf_counter() - self._start)
+        total = (self.params or {}).get("epochs")
+        log.info("epoch %d%s: %s (%.1fs)", epoch + 1, f"/{total}" if total else "", epoch_line(logs),
+                 time.perf_counter() - self._start)
 
 
 class PausePoint(keras.callbacks.Callback):

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
-from ae_tf import interrupts
+from ae_tf import __version__, interrupts
+from ae_tf.cli_help import HelpFormatter
 from ae_tf.cli_models import (
     add_input_arguments,
     add_model_arguments,
@@ -27,20 +27,24 @@ from ae_tf.cli_models import (
 )
 from ae_tf.cli_registry import add_models_parser, add_retrain_parser, cmd_models, cmd_retrain
 from ae_tf.cli_report import add_report_parser, cmd_report
+from ae_tf.quiet_tf import import_tensorflow, quiet_environment
 
 # Beam programs behind `ae-tf NAME`: the same as `python -m MODULE`.
 PIPELINE_COMMANDS = {
     "encode": ("pipelines.encode", "batch-encode Parquet into embedding Parquet (Beam pipeline)"),
-    "demo": ("pipelines.demo", "make demo data, train, export and encode it end to end"),
+    "demo": ("pipelines.demo", "make demo data, train, export, encode and report on it end to end"),
     "reduce": ("pipelines.reduce", "PCA-reduce embedding Parquet; saves the fit (Beam pipeline)"),
     "dedup": ("pipelines.dedup", "find exact and near-duplicate rows of embedding Parquet (Beam pipeline)"),
 }
+
+# Pipelines that run a model in this process: TensorFlow is imported (quietly) once their flags are checked.
+TENSORFLOW_PIPELINES = ("encode", "demo")
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError)
 
 
 def configure_logging(verbose: bool = False) -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_environment()
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("absl", "tensorflow", "h5py"):
@@ -52,9 +56,19 @@ def configure_logging(verbose: bool = False) -> None:
                                              or "Resource module is not available" not in record.getMessage())
 
 
+TRAIN_DESCRIPTION = """\
+Train an autoencoder on feature columns of Parquet files (or a TensorFlow Datasets split) and export it
+as a model directory: a SavedModel that `ae-tf encode` runs, with the feature spec, the training
+metrics and a calibrated anomaly threshold in its metadata. Training stops early when the validation
+loss stops improving; checkpoints and run files go beside the model (OUTPUT.run).
+
+  ae-tf train --input 'data/*.parquet' --features pixels --code-size 8 --output models/digits
+"""
+
+
 def add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train an autoencoder on Parquet and export a SavedModel directory",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description=TRAIN_DESCRIPTION, formatter_class=HelpFormatter)
     add_input_arguments(p)
     p.add_argument("--code-size", type=int, required=True, help="numbers in each embedding (the bottleneck)")
     p.add_argument("--output", required=True, help="model directory to write (a SavedModel)")
@@ -78,6 +92,7 @@ def add_train_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ae_tf.precheck import check_training_input
     from ae_tf.train import make_train_config, train
 
     config = make_train_config(
@@ -87,6 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         mixed_precision=args.mixed_precision, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
         resume=args.resume, tensorboard=args.tensorboard,
     )
+    check_training_input(config.input, config.features, config.output, config.overwrite)
+    import_tensorflow()
     result = train(config)
     meta = result.metadata
     training = meta["training"]
@@ -105,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ae-tf", description="Autoencoder embeddings for Parquet data.")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"ae-tf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_parser(sub)
     add_retrain_parser(sub)
@@ -131,6 +149,11 @@ def _main(argv: Sequence[str] | None) -> int:
         argv = argv[1:]
     try:
         if argv and argv[0] in PIPELINE_COMMANDS:
+            from ae_tf.precheck import check_pipeline_args
+
+            check_pipeline_args(argv[0], argv[1:])  # bad paths and columns: an error before Beam and TensorFlow
+            if argv[0] in TENSORFLOW_PIPELINES and not {"-h", "--help"} & set(argv[1:]):
+                import_tensorflow()
             module = importlib.import_module(PIPELINE_COMMANDS[argv[0]][0])
             return int(module.main(argv[1:]) or 0)
         args = build_parser().parse_args(argv)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ae_tf.cli_help import HelpFormatter
 from ae_tf.models.config import FAMILY_NAMES, ModelConfig
 
 DEFAULTS = ModelConfig()
@@ -32,7 +33,7 @@ def add_input_arguments(p: argparse.ArgumentParser) -> None:
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="family", default="dense", choices=FAMILY_NAMES, help="model family")
     p.add_argument("--base", default=None, choices=["dense", "conv"],
-                   help="network under denoising/sparse/vae; None: conv for images, dense otherwise")
+                   help="network under denoising/sparse/vae (default: conv for images, dense otherwise)")
     p.add_argument("--hidden", default=",".join(map(str, DEFAULTS.hidden)),
                    help="dense hidden layer sizes from input to code, comma-separated")
     p.add_argument("--activation", default=DEFAULTS.activation, help="activation of the hidden layers")
@@ -48,8 +49,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sparsity-target", type=float, default=DEFAULTS.sparsity_target,
                    help="sparse (kl): target mean activation of each code unit")
     p.add_argument("--beta", type=float, default=DEFAULTS.beta, help="vae: weight of the KL term")
-    p.add_argument("--image-size", default=None, help="images are resized to SIZE or HxW; None: the first image's size")
-    p.add_argument("--channels", type=int, default=None, choices=[1, 3], help="image channels; None: the first image's")
+    p.add_argument("--image-size", default=None, help="images are resized to SIZE or HxW (default: the first image's size)")
+    p.add_argument("--channels", type=int, default=None, choices=[1, 3], help="image channels (default: the first image's)")
     p.add_argument("--filters", default=",".join(map(str, DEFAULTS.filters)),
                    help="conv: filters per stride-2 layer (each halves the image side)")
 
@@ -76,7 +77,7 @@ def family_summary(metadata: dict) -> str | None:
 
 def add_sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="train one model per code size and compare held-out error with PCA",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Start small, grow only while reconstruction is unacceptable: trains one model "
                                    "per --code-sizes entry on a short schedule, prints held-out reconstruction error "
                                    "next to PCA of the same size, marks the smallest size within --tolerance of the "
@@ -100,6 +101,8 @@ def add_sweep_parser(sub) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     import os
 
+    from ae_tf.precheck import check_training_input
+    from ae_tf.quiet_tf import import_tensorflow
     from ae_tf.sweep import SweepConfig, parse_code_sizes, run_sweep
     from ae_tf.train import make_train_config
 
@@ -110,10 +113,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction, seed=args.seed, overwrite=args.overwrite,
         **model_kwargs(args),
     )
-    result = run_sweep(SweepConfig(template, sizes, args.output_dir, args.tolerance, args.max_rows))
+    config = SweepConfig(template, sizes, args.output_dir, args.tolerance, args.max_rows)
+    config.validate()
+    check_training_input(template.input, template.features)
+    if os.path.isdir(args.output_dir) and os.listdir(args.output_dir) and not args.overwrite:
+        raise FileExistsError(f"{args.output_dir}: not empty; choose a new directory or pass --overwrite")
+    import_tensorflow()
+    result = run_sweep(config)
     print(result.table())
     print(f"chosen     code size {result.chosen} (best {result.best}; within {args.tolerance:.0%} of the held-out "
           f"variance {result.variance:.4g})")
+    if result.range_note:
+        print(f"note       {result.range_note}")
     print(f"written    {result.path}" + (f", {result.plot}" if result.plot else " (no plot: matplotlib missing)"))
     return 0
 
@@ -123,7 +134,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def add_tfds_parser(sub) -> None:
     p = sub.add_parser("tfds-to-parquet", help="write a TensorFlow Datasets split as Parquet (images as bytes)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("name", metavar="NAME[:SPLIT]", help="TFDS dataset, e.g. mnist or fashion_mnist:test")
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory for part-NNNNN.parquet")
     p.add_argument("--data-dir", default=None, help="where TFDS keeps (and downloads) datasets")
@@ -133,10 +144,13 @@ def add_tfds_parser(sub) -> None:
 
 
 def cmd_tfds_to_parquet(args: argparse.Namespace) -> int:
+    from ae_tf.quiet_tf import import_tensorflow
     from ae_tf.tfds_source import tfds_to_parquet
+
+    import_tensorflow()
 
     summary = tfds_to_parquet(args.name, args.out_dir, args.data_dir, args.rows_per_file, args.overwrite, args.limit)
     print(f"dataset    {summary['dataset']} split {summary['split']}: {summary['rows']:,} rows")
     print(f"columns    {', '.join(summary['columns'])}")
-    print(f"output     {args.out_dir}/part-*.parquet ({len(summary['files'])} file(s))")
+    print(f"output     {args.out_dir.rstrip('/')}/part-*.parquet ({len(summary['files'])} file(s))")
     return 0

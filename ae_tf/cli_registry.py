@@ -13,6 +13,8 @@ import shlex
 import subprocess
 import sys
 
+from ae_tf.cli_help import HelpFormatter
+
 log = logging.getLogger(__name__)
 
 # Exit codes of `ae-tf retrain` (schedulers branch on them; see deploy/).
@@ -63,7 +65,7 @@ def add_retrain_parser(sub) -> None:
     p = sub.add_parser("retrain", help="train a challenger and promote it only if it beats the champion",
                        description="Train a challenger on new data, judge it and the champion on the same "
                                    "held-out rows, and promote it only when it is better.",
-                       epilog=RETRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=RETRAIN_EPILOG, formatter_class=HelpFormatter)
     p.add_argument("--registry", required=True, help="registry directory (local or gs://); created if absent")
     p.add_argument("--input", required=True,
                    help="Parquet files: a glob or a directory; with --latest-partitions, partition directories")
@@ -82,15 +84,16 @@ def add_retrain_parser(sub) -> None:
     g.add_argument("--features", default=None, help="feature columns, as for `ae-tf train`")
     g.add_argument("--code-size", type=int, default=None, help="numbers in each embedding")
     g.add_argument("--hidden", default=None, help="hidden layer sizes, comma-separated")
-    g.add_argument("--activation", default=None)
-    g.add_argument("--normalization", default=None, choices=["auto", "feature", "global", "none"])
-    g.add_argument("--epochs", type=int, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--learning-rate", type=float, default=None)
-    g.add_argument("--validation-fraction", type=float, default=None)
-    g.add_argument("--patience", type=int, default=None)
-    g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--mixed-precision", action="store_true", default=None)
+    g.add_argument("--activation", default=None, help="activation of the hidden layers")
+    g.add_argument("--normalization", default=None, choices=["auto", "feature", "global", "none"],
+                   help="input scaling, as for `ae-tf train`")
+    g.add_argument("--epochs", type=int, default=None, help="maximum epochs")
+    g.add_argument("--batch-size", type=int, default=None, help="rows per training step")
+    g.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate")
+    g.add_argument("--validation-fraction", type=float, default=None, help="rows held out for validation")
+    g.add_argument("--patience", type=int, default=None, help="epochs without improvement before stopping")
+    g.add_argument("--seed", type=int, default=None, help="seed for the split, shuffling and weights")
+    g.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute on a GPU")
 
 
 def _print_json(data) -> None:
@@ -155,6 +158,7 @@ def encode_command(model_dir: str, input_pattern: str, output: str, options: str
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
+    from ae_tf.quiet_tf import import_tensorflow
     from ae_tf.retrain import PROMOTED, RetrainConfig, run_retrain
 
     train = {k: getattr(args, k) for k in ("hidden", "activation", "normalization", "epochs", "batch_size",
@@ -166,7 +170,11 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         eval_input=args.eval_input, eval_rows=args.eval_rows,
     )
     from ae_tf.cli import USER_ERRORS
+    from ae_tf.precheck import local_files
 
+    if not args.latest_partitions:
+        local_files(args.input)  # a mistyped input: the one-line error before TensorFlow loads
+    import_tensorflow()
     try:
         outcome = run_retrain(config)
     except USER_ERRORS:

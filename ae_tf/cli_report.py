@@ -42,12 +42,18 @@ def add_report_parser(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from ae_tf.precheck import local_model_metadata
+    from ae_tf.quiet_tf import import_tensorflow
     from ae_tf.report import ReportConfig, make_report
 
-    result = make_report(ReportConfig(
+    config = ReportConfig(
         model=args.model, output=args.output, embeddings=args.embeddings, dedup=args.dedup, input=args.input,
         input_rows=args.input_rows, image_rows=min(256, args.input_rows), max_points=args.max_points,
-        seed=args.seed, color_by=args.color_by))
+        seed=args.seed, color_by=args.color_by)
+    config.validate()
+    local_model_metadata(args.model)  # a mistyped model path: an error before TensorFlow loads
+    import_tensorflow()
+    result = make_report(config)
     print(f"report     {result.html}")
     for figure in result.figures:
         print(f"figure     {figure.file:<22} {figure.width}x{figure.height}  {figure.title}")

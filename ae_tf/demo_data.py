@@ -14,6 +14,24 @@ import pyarrow.parquet as pq
 
 from ae_tf.embeddings import embedding_array
 
+# What `ae-tf demo` writes in its --workdir (the model's run files go beside the model, in model.run/).
+WORKDIR_ENTRIES = {"data", "model", "model.run", "embeddings", "report"}
+
+
+def check_workdir(workdir: str) -> bool:
+    """True when `workdir` is an earlier demo's folder, to be replaced; False when it does not exist; an
+    error for a file, or for a folder holding anything the demo did not write (it is never deleted)."""
+    if os.path.isfile(workdir):
+        raise FileExistsError(f"--workdir {workdir}: is a file; give a folder")
+    if not os.path.isdir(workdir):
+        return False
+    foreign = sorted(set(os.listdir(workdir)) - WORKDIR_ENTRIES)
+    if foreign:
+        raise FileExistsError(f"--workdir {workdir}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+                              "which the demo did not write; the demo replaces its folder, so choose a new "
+                              "or empty one")
+    return True
+
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """(images [n, 8, 8] float32 on 0-16, labels [n]) from the copy that ships inside scikit-learn."""

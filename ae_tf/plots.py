@@ -72,15 +72,39 @@ def _positive_log_scale(values: np.ndarray, ratio: float = 30.0) -> bool:
     return bool(len(values) and values.min() > 0 and values.max() / values.min() > ratio)
 
 
+LEARNING_RATE_KEYS = ("learning_rate", "lr")
+
+
+def _same(a: Sequence[float], b: Sequence[float]) -> bool:
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=1e-6, atol=1e-9, equal_nan=True))
+
+
+def loss_panels(history: Mapping[str, Sequence[float]]) -> tuple[list[str], list[str]]:
+    """(metrics drawn beside the loss, notes on those left out): a learning rate that never changed is a
+    flat line, and a plain autoencoder's `reconstruction` is its loss, so neither gets a panel."""
+    extras, notes = [], []
+    for key in sorted(k for k in history if not k.startswith("val_") and k != "loss"):
+        values = np.asarray(history[key], dtype=float)
+        if key in LEARNING_RATE_KEYS and len(values) and np.allclose(values, values[0]):
+            notes.append(f"the learning rate stayed at {values[0]:.3g} (not plotted)")
+        elif key == "reconstruction" and _same(values, history.get("loss", [])) and \
+                _same(history.get("val_reconstruction", []), history.get("val_loss", [])):
+            notes.append("reconstruction error equals the loss for this model (not plotted twice)")
+        else:
+            extras.append(key)
+    return extras[:5], notes
+
+
 def loss_curves(history: Mapping[str, Sequence[float]]) -> bytes:
     """Loss and validation loss per epoch; every other metric in the history (a VAE's kl/nll/elbo, the
-    plain `reconstruction` error every family reports, a sparse model's penalty) in its own small panel,
-    since their scales differ."""
+    `reconstruction` error when it differs from the loss, a sparse model's penalty, a learning rate that
+    changed) in its own small panel, since their scales differ."""
     from matplotlib.ticker import MaxNLocator
 
     kind = FIGURES["loss"]
     fig = new_figure(kind)
-    extras = sorted(k for k in history if not k.startswith("val_") and k != "loss")[:5]
+    extras, _ = loss_panels(history)
     panels = 1 + len(extras)
     cols = 1 if panels == 1 else (2 if panels <= 4 else 3)
     rows = math.ceil(panels / cols)
@@ -147,11 +171,22 @@ def reconstruction_grid(originals: np.ndarray, reconstructions: np.ndarray, erro
     return to_png(fig, kind)
 
 
-def feature_errors(names: Sequence[str], mse: np.ndarray, unit: str) -> bytes:
-    """Mean squared reconstruction error of each feature: which columns the model rebuilds badly."""
+def feature_errors(names: Sequence[str], mse: np.ndarray, unit: str, grid: tuple[int, int] | None = None) -> bytes:
+    """Mean squared reconstruction error of each feature: which columns the model rebuilds badly.
+
+    `grid` (rows, cols): the features are the pixels of an image-like vector (64 = 8x8), drawn as a
+    heatmap in that layout, where the badly rebuilt region shows at a glance.
+    """
     kind = FIGURES["feature_errors"]
     fig = new_figure(kind)
     ax = fig.subplots()
+    if grid is not None:
+        art = ax.imshow(np.asarray(mse, dtype=float).reshape(grid), cmap="magma", interpolation="nearest")
+        fig.colorbar(art, ax=ax, label=f"mean squared error ({unit})")
+        ax.set_xlabel("column")
+        ax.set_ylabel("row")
+        ax.set_title(f"{kind.title}, as the {grid[0]}x{grid[1]} image")
+        return to_png(fig, kind)
     positions = np.arange(len(mse))
     ax.bar(positions, mse, color=_NORMAL)
     if len(names) <= 40:

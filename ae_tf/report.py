@@ -256,10 +256,11 @@ def fig_loss(data: ReportData) -> tuple[bytes, str]:
 
     if data.history is None:
         raise Skip(data.notes["loss"])
-    extra = sorted(k for k in data.history if not k.startswith("val_") and k != "loss")
+    extra, left_out = plots.loss_panels(data.history)
     return plots.loss_curves(data.history), (
         f"{len(data.history['loss'])} epochs. Loss is the training objective"
-        + (f"; other panels: {', '.join(extra)}." if extra else "."))
+        + (f"; other panels: {', '.join(extra)}" if extra else "") + "."
+        + "".join(f" {note[0].upper()}{note[1:]}." for note in left_out))
 
 
 def _need_run(data: ReportData) -> ModelRun:
@@ -294,8 +295,10 @@ def fig_feature_errors(data: ReportData) -> tuple[bytes, str]:
     names = list(data.spec.columns) if data.spec.kind != "vector" else \
         [f"{data.spec.columns[0]}[{i}]" for i in range(data.spec.width)]
     worst = names[int(np.argmax(mse))]
-    return plots.feature_errors(names, mse, unit), (
-        f"Mean over the {run.source}, in {unit}. Worst rebuilt: {worst}.")
+    side = _square_side(data.spec.width) if data.spec.kind == "vector" else None
+    layout = f" Drawn as the {side}x{side} image the vector holds (row by row)." if side else ""
+    return plots.feature_errors(names, mse, unit, grid=(side, side) if side else None), (
+        f"Mean over the {run.source}, in {unit}. Worst rebuilt: {worst}.{layout}")
 
 
 def fig_embedding_map(data: ReportData) -> tuple[bytes, str]:

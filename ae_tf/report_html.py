@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import re
 from collections.abc import Sequence
 
 _STYLE = """
@@ -45,8 +46,13 @@ class Figure:
     caption: str = ""
 
 
+def _text(text: str) -> str:
+    """Escaped text in which `quoted` names (a flag, a signature) become <code>, not literal backticks."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def _table(table: Table) -> str:
-    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in table.rows)
+    body = "".join(f"<tr><th>{html.escape(k)}</th><td>{_text(v)}</td></tr>" for k, v in table.rows)
     return f"<h2>{html.escape(table.title)}</h2>\n<table>{body}</table>"
 
 
@@ -56,7 +62,7 @@ def _figure(figure: Figure) -> str:
     return (f'<figure id="{file}"><h2>{html.escape(figure.title)}</h2>'
             f'<a href="{file}"><img src="data:image/png;base64,{data}" alt="{html.escape(figure.title)}" '
             f'width="{figure.width}" height="{figure.height}"></a>'
-            f"<figcaption>{html.escape(figure.caption)} File: <a href=\"{file}\">{file}</a> "
+            f"<figcaption>{_text(figure.caption)} File: <a href=\"{file}\">{file}</a> "
             f"({figure.width}x{figure.height} px).</figcaption></figure>")
 
 
@@ -69,11 +75,11 @@ def render(title: str, subtitle: str, tables: Sequence[Table], figures: Sequence
         f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p>",
     ]
-    parts += [f'<p class="note">{html.escape(note)}</p>' for note in notes]
+    parts += [f'<p class="note">{_text(note)}</p>' for note in notes]
     parts += [_table(t) for t in tables if t.rows]
     parts += [_figure(f) for f in figures]
     if skipped:
-        items = "".join(f"<li><b>{html.escape(name)}</b>: {html.escape(reason)}</li>" for name, reason in skipped)
+        items = "".join(f"<li><b>{html.escape(name)}</b>: {_text(reason)}</li>" for name, reason in skipped)
         parts.append(f'<h2>Not drawn</h2><ul class="skipped">{items}</ul>')
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -65,6 +65,19 @@ class SweepResult:
     plot: str | None
     path: str
 
+    @property
+    def range_note(self) -> str | None:
+        """When the chosen size is at an end of the sizes tried, the best size may lie outside them."""
+        sizes = [row["code_size"] for row in self.rows]
+        if len(sizes) > 1 and self.chosen == max(sizes):
+            return (f"code size {self.chosen} is the largest tried: a larger code may rebuild better still; "
+                    f"try --code-sizes {self.chosen},{2 * self.chosen},{4 * self.chosen}")
+        if len(sizes) > 1 and self.chosen == min(sizes) and self.chosen > 1:
+            smaller = ",".join(str(k) for k in sorted({max(1, self.chosen // 4), max(1, self.chosen // 2)}))
+            return (f"code size {self.chosen} is the smallest tried: a smaller code may do as well; "
+                    f"try --code-sizes {smaller},{self.chosen}")
+        return None
+
     def table(self) -> str:
         lines = [f"{'code size':>9}  {'autoencoder':>11}  {'PCA':>9}  {'AE / PCA':>8}"]
         for row in self.rows:
@@ -151,12 +164,14 @@ def run_sweep(config: SweepConfig) -> SweepResult:
              "epochs": models[k].metadata["training"]["epochs_run"]} for k in config.code_sizes]
     plot = save_plot(rows, chosen, storage.join(config.output_dir, PLOT_FILE), config.tolerance)
     path = storage.join(config.output_dir, RESULT_FILE)
+    result = SweepResult(rows, chosen, best, variance, plot, path)
     storage.write_bytes(path, json.dumps({
-        "rows": rows, "chosen": chosen, "best": best, "tolerance": config.tolerance, "variance": variance,
+        "rows": rows, "chosen": chosen, "best": best, "tolerance": config.tolerance,
+        "range_note": result.range_note, "variance": variance,
         "validation_rows": int(sum(len(b) for b in val_raw)),
         "metric": "held-out mean squared reconstruction error per value, in the model's input units",
         "family": config.template.model.family, "inputs": source.inputs}, indent=2))
-    return SweepResult(rows, chosen, best, variance, plot, path)
+    return result
 
 
 def save_plot(rows: list[dict], chosen: int, path: str, tolerance: float) -> str | None:

@@ -177,7 +177,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     interrupts.pause_point("planning")  # tests: input planned and model built, no step taken yet
     started = time.perf_counter()
     fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                    callbacks=all_callbacks, verbose=2, shuffle=False)
+                    callbacks=all_callbacks, verbose=0, shuffle=False)  # EpochSummary logs each epoch once
     seconds = time.perf_counter() - started
     history = EpochHistory.read(history_log) if resuming else \
         {k: [float(v) for v in vals] for k, vals in fit.history.items()}

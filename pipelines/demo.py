@@ -10,31 +10,49 @@ squared error on the standardised pixel scale).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shlex
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 
-from ae_tf.demo_data import write_digits_parquet
+from ae_tf.cli_help import HelpFormatter
+from ae_tf.demo_data import check_workdir, write_digits_parquet
 from ae_tf.report import ReportConfig, make_report
 from ae_tf.train import make_train_config, train
 from pipelines import encode
 
 
 def demo_arg_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ae-tf demo", description=__doc__.splitlines()[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--workdir", default="demo_output", help="where data, model and embeddings go (replaced)")
+    p = argparse.ArgumentParser(prog="ae-tf demo", description=__doc__.split("\n\n")[1], formatter_class=HelpFormatter)
+    p.add_argument("--workdir", default="demo_output",
+                   help="folder for the data, model, embeddings and report; an existing one is DELETED and "
+                        "replaced (refused if it holds anything the demo did not write)")
     p.add_argument("--rows", type=int, default=100_000, help="rows of demo data to generate")
     p.add_argument("--code-size", type=int, default=8, help="embedding size")
     p.add_argument("--epochs", type=int, default=20, help="maximum training epochs (early stopping may end sooner)")
     return p
 
 
+def clear_workdir(workdir: str) -> None:
+    """Delete an earlier demo's folder (ae_tf.demo_data.check_workdir refuses any other folder)."""
+    if check_workdir(workdir):
+        shutil.rmtree(workdir)
+
+
+def read_hint(out_dir: str) -> str:
+    """The closing line: read the embeddings with what the demo installs (pyarrow, numpy), not pandas."""
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
+    code = (f"import ae_tf; labels, codes = ae_tf.read_embeddings({json.dumps(out_dir)}, id_column=\"label\"); "
+            "print(codes.shape, labels[:10], codes[:3].round(2), sep=\"\\n\")")
+    return f"{shlex.quote(python)} -c {shlex.quote(code)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = demo_arg_parser().parse_args(argv)
-    if os.path.isdir(args.workdir):
-        shutil.rmtree(args.workdir)
+    clear_workdir(args.workdir)
     data_dir = os.path.join(args.workdir, "data")
     model_dir = os.path.join(args.workdir, "model")
     out_dir = os.path.join(args.workdir, "embeddings")
@@ -60,13 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[4/4] report     {report.html} ({len(report.figures)} figures: "
           f"{', '.join(f.title.lower() for f in report.figures)})")
     print(f"total      {time.perf_counter() - started:.1f}s")
-    print(f"read it    python -c \"import pandas as pd; print(pd.read_parquet('{out_dir}').head())\"")
+    print(f"read it    {read_hint(out_dir)}")
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     from ae_tf.cli import main as cli_main
 
     sys.exit(cli_main(["demo", *sys.argv[1:]]))

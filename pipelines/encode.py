@@ -366,7 +366,7 @@ def summarize(manifest: dict, seconds: float) -> str:
            f"{manifest['anomalies']['threshold']:.5f} ({manifest['anomalies']['rule']})"]
           if manifest.get("anomalies") else []),
         f"speed      {manifest['rows_in'] / max(seconds, 1e-9):,.0f} rows/s ({seconds:.1f}s wall, launch included)",
-        f"output     {manifest['output_dir']}/part-*.parquet ({len(manifest['shards'])} shard(s)) and _SUCCESS",
+        f"output     {manifest['output_dir'].rstrip('/')}/part-*.parquet ({len(manifest['shards'])} shard(s)) and _SUCCESS",
     ])
 
 

@@ -323,7 +323,7 @@ def summarize(manifest: dict, seconds: float) -> str:
         f"pca        {pca['n_features']} -> {pca['n_components']} components ({selected}), "
         f"{pca['explained_variance_ratio_kept']:.2%} of the variance kept; fitted on {pca['fit_rows']:,} rows",
         f"speed      {manifest['rows_in'] / max(seconds, 1e-9):,.0f} rows/s ({seconds:.1f}s wall, launch included)",
-        f"output     {manifest['output_dir']}/part-*.parquet ({len(manifest['shards'])} shard(s)) and _SUCCESS",
+        f"output     {manifest['output_dir'].rstrip('/')}/part-*.parquet ({len(manifest['shards'])} shard(s)) and _SUCCESS",
         f"fit        {artifact} ({JSON_NAME}, {NPZ_NAME}, {PLOT_NAME})",
     ])
 

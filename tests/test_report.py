@@ -172,6 +172,9 @@ def test_full_report_with_embeddings_and_dedup(vector_model, embeddings, dedup_d
     assert "500 of 1,200 rows from --embeddings" in captions["error_histogram.png"]
     # tables: model metadata, manifest numbers and the dedup summary
     assert trained.metadata["model_version"] in page and "in 1,200, out 1,200, rejected 0" in page
+    assert "Drawn as" not in captions["feature_errors.png"]  # width 12: bars
+    assert "The learning rate stayed at 0.003 (not plotted)" in captions["loss.png"]
+    assert "Reconstruction error equals the loss" in captions["loss.png"] and "other panels" not in captions["loss.png"]
     assert f"{summary['rows_removed']:,}" in page and "keep policy" in page
     assert "rows above" in page  # the manifest's anomaly line
 
@@ -201,6 +204,8 @@ def test_vae_report_draws_the_image_grid_and_prior_samples(square_vae, tmp_path)
     assert "sampled from the training inputs" in captions["reconstructions.png"]
     assert "(no --embeddings)" in captions["embedding_map.png"]
     assert "32 draws" in captions["vae_samples.png"]
+    assert "Drawn as the 4x4 image" in captions["feature_errors.png"]  # width 16: errors as a heatmap
+    assert "`" not in page
     assert "no --dedup directory given" in page
 
 
@@ -306,6 +311,37 @@ def test_figure_branches_without_a_model():
     points, ratio = plots.pca_2d(data @ np.linalg.qr(rng.normal(size=(4, 4)))[0])
     assert ratio[0] > ratio[1] > 0.1 and ratio.sum() > 0.99
     assert abs(np.corrcoef(points.T)[0, 1]) < 1e-6  # principal components are uncorrelated
+
+
+def test_loss_panels_leave_out_what_repeats_or_never_changes():
+    """A constant learning rate and a `reconstruction` equal to the loss get no panel of their own; a
+    learning rate that was halved, and a VAE's reconstruction term, do."""
+    loss = [0.5, 0.3, 0.2]
+    plain = {"loss": loss, "val_loss": [0.6, 0.4, 0.3], "reconstruction": loss,
+             "val_reconstruction": [0.6, 0.4, 0.3], "learning_rate": [0.003] * 3}
+    assert plots.loss_panels(plain) == ([], ["the learning rate stayed at 0.003 (not plotted)",
+                                             "reconstruction error equals the loss for this model (not plotted twice)"])
+    vae = {"loss": loss, "reconstruction": [0.4, 0.25, 0.15], "kl": [0.1, 0.05, 0.05],
+           "learning_rate": [0.003, 0.003, 0.0015]}
+    assert plots.loss_panels(vae) == (["kl", "learning_rate", "reconstruction"], [])
+    with Image.open(io.BytesIO(plots.loss_curves(plain))) as image:
+        assert image.size == (800, 500)
+
+
+def test_image_like_vector_errors_are_a_heatmap_and_captions_have_no_backticks():
+    from ae_tf.report_html import Figure, render
+
+    rng = np.random.default_rng(0)
+    bars = plots.feature_errors([f"p[{i}]" for i in range(64)], rng.random(64), "units")
+    grid = plots.feature_errors([f"p[{i}]" for i in range(64)], rng.random(64), "units", grid=(8, 8))
+    for png in (bars, grid):
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.size == (800, 500)
+    assert grid != bars
+    page = render("t", "s", [], [Figure("F", "f.png", grid, 800, 500, "Scored with the model's `score` signature.")],
+                  [("G", "the SavedModel has no `sample` signature")], ["run `ae-tf encode` again"])
+    assert "<code>score</code>" in page and "<code>sample</code>" in page and "<code>ae-tf encode</code>" in page
+    assert "`" not in page
 
 
 def test_embedding_map_coloured_by_a_kept_column(vector_model, embeddings, tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from conftest import write_vector_dataset
 
 from ae_tf.cli import main as cli_main
-from ae_tf.sweep import choose_size, parse_code_sizes, pca_errors
+from ae_tf.sweep import SweepResult, choose_size, parse_code_sizes, pca_errors
 
 
 def test_choose_size_takes_the_smallest_within_tolerance():
@@ -20,6 +20,18 @@ def test_choose_size_takes_the_smallest_within_tolerance():
     assert parse_code_sizes("8, 2,4") == (2, 4, 8)
     with pytest.raises(ValueError, match="comma-separated numbers"):
         parse_code_sizes("2,x")
+
+
+def test_a_chosen_size_at_the_end_of_the_range_is_flagged():
+    def result(sizes, chosen):
+        rows = [{"code_size": k, "autoencoder": 1.0 / k, "pca": 1.0 / k} for k in sizes]
+        return SweepResult(rows, chosen, chosen, 1.0, None, "sweep.json")
+
+    largest = result((2, 4, 8, 16, 32), 32).range_note
+    assert "32 is the largest tried" in largest and "--code-sizes 32,64,128" in largest
+    assert "smallest tried" in result((4, 8, 16), 4).range_note and "--code-sizes 1,2,4" in result((4, 8), 4).range_note
+    assert result((2, 4, 8), 4).range_note is None
+    assert result((1, 2, 4), 1).range_note is None  # nothing smaller than 1 to try
 
 
 def test_pca_errors_match_scikit_learn():
@@ -45,6 +57,7 @@ def test_sweep_on_rank_three_data_finds_three_and_plots(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "code size" in printed and "PCA" in printed and "<- smallest within tolerance" in printed
+    assert "note       code size" not in printed  # 3 is inside the range tried
     result = json.loads((out / "sweep.json").read_text())
     rows = {r["code_size"]: r for r in result["rows"]}
     assert set(rows) == {1, 3, 6}
@@ -52,7 +65,7 @@ def test_sweep_on_rank_three_data_finds_three_and_plots(tmp_path, capsys):
     assert rows[3]["pca"] < 0.2 * rows[1]["pca"]
     # the autoencoder agrees: size 1 is far worse, and the chosen size is the smallest near the best
     assert rows[1]["autoencoder"] > 2 * min(rows[3]["autoencoder"], rows[6]["autoencoder"])
-    assert result["chosen"] == 3 and result["best"] in (3, 6)
+    assert result["chosen"] == 3 and result["best"] in (3, 6) and result["range_note"] is None
     assert result["validation_rows"] > 60
     for k in (1, 3, 6):
         assert os.path.exists(out / f"code-{k}" / "saved_model.pb")
