@@ -84,6 +84,7 @@ class Decisions:
     extra_rows: np.ndarray = dataclasses.field(default_factory=lambda: EMPTY)
     extra_neighbours: np.ndarray = dataclasses.field(default_factory=lambda: EMPTY)
     extra_similarity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    links: tuple[np.ndarray, np.ndarray] | None = None  # --clusters connected: kept rows joined by a row
 
     def take(self, index: np.ndarray) -> Decisions:
         """The decisions of some rows (no extra pairs)."""
@@ -94,7 +95,7 @@ class Decisions:
     @staticmethod
     def concat(parts: Sequence[Decisions]) -> Decisions:
         return Decisions(*(np.concatenate([getattr(p, f.name) for p in parts])
-                           for f in dataclasses.fields(Decisions)))
+                           for f in dataclasses.fields(Decisions) if f.name != "links"))
 
 
 @dataclasses.dataclass
@@ -119,7 +120,7 @@ class PartitionStats:
 
 
 def dedup_partition(part: PartitionRows, threshold: float, extra_per_row: int = 0, sweep: Sequence[float] = (),
-                    on_block=None) -> tuple[Decisions, PartitionStats]:
+                    on_block=None, links: bool = False) -> tuple[Decisions, PartitionStats]:
     """Greedy representatives over a partition in priority order; decisions for its home rows."""
     order = np.lexsort((part.rows, part.secondary, part.primary))
     units, rows, home, hashes = part.units[order], part.rows[order], part.home[order], part.hashes[order]
@@ -145,10 +146,35 @@ def dedup_partition(part: PartitionRows, threshold: float, extra_per_row: int = 
         i, j = result.extra_rows[extra], result.extra_neighbours[extra]
         decisions.extra_rows, decisions.extra_neighbours = rows[i], rows[j]
         decisions.extra_similarity = cosine64(units[i], units[j]).astype(np.float32)
+    if links:
+        decisions.links = _kept_links(units, result.kept, result.representative, home, threshold, rows)
     sweep_kept = tuple(int(greedy_representatives(units, t).kept[at].sum()) for t in sweep)
     stats = PartitionStats(1, len(at), int(len(rows) - len(at)), int(len(rows)), int(kept.sum()),
                            int((similarity[~kept] < threshold).sum()), sweep_kept)
     return decisions, stats
+
+
+def _kept_links(units: np.ndarray, kept: np.ndarray, rep: np.ndarray, home: np.ndarray, threshold: float,
+                rows: np.ndarray, limit: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """--clusters connected: pairs of kept home rows (row numbers) joined through a row at >= threshold to
+    both, earlier or later; up to `limit` per row. Removed rows are not compared with each other."""
+    columns = np.flatnonzero(kept & home)
+    t = threshold + decision_margin(units.shape[1])
+    a_all, b_all = [], []
+    for lo in range(0, len(units), 4096):
+        sims = units[lo:lo + 4096] @ units[columns].T
+        sims[rep[lo:lo + 4096, None] == columns[None, :]] = -np.inf
+        k = min(limit, len(columns))
+        if k == 0:
+            break
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        i, j = np.nonzero(np.take_along_axis(sims, top, axis=1) >= t)
+        mine = home[rep[lo + i]]
+        a_all.append(rows[rep[lo + i[mine]]])
+        b_all.append(rows[columns[top[i[mine], j[mine]]]])
+    if not a_all:
+        return EMPTY, EMPTY
+    return np.concatenate(a_all), np.concatenate(b_all)
 
 
 def _home_fallback(units: np.ndarray, kept_home: np.ndarray, positions: np.ndarray,

@@ -40,7 +40,7 @@ import apache_beam as beam
 import numpy as np
 
 import ae_tf
-from ae_tf.duplicates import PartitionStats
+from ae_tf.duplicates import PartitionStats, connected_components
 from pipelines import progress
 from pipelines.dedup_fixups import (
     AnnotateSplitDoFn,
@@ -74,6 +74,14 @@ log = logging.getLogger(__name__)
 
 def tag_shard(result: ShardResult, name: str) -> tuple[str, ShardResult]:
     return name, result
+
+
+def connect_clusters(links: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """--clusters connected: kept rows linked through removed rows -> (rows sorted, component = smallest
+    row of the component). One step, sized by the links (kept rows that share a removed neighbour)."""
+    if not links:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return connected_components(np.concatenate([a for a, _ in links]), np.concatenate([b for _, b in links]))
 
 
 def residual_summary(counts: SplitCounts, plan: DedupPlan) -> dict:
@@ -143,8 +151,10 @@ class DedupParquet(beam.PTransform):
             | "RouteRows" >> beam.ParDo(RouteRowsDoFn(plan))
             | "GroupPartitions" >> beam.GroupByKey()
             | "GreedyRepresentatives" >> beam.ParDo(DedupPartitionDoFn(plan)).with_outputs(
-                "stats", "pairs", "queries", "kept", "sample", "reps", main="decisions")
+                "stats", "pairs", "queries", "kept", "sample", "reps", "links", main="decisions")
         )
+        merged = (decided.links | "CollectLinks" >> beam.combiners.ToList()
+                  | "ConnectClusters" >> beam.Map(connect_clusters))
         answered = (
             {"decisions": decided.decisions, "queries": decided.queries, "reps": decided.reps}
             | "JoinGuestRepresentatives" >> beam.CoGroupByKey()
@@ -162,7 +172,8 @@ class DedupParquet(beam.PTransform):
         annotated = (
             {"decisions": decided.decisions, "corrections": corrections}
             | "JoinDecisions" >> beam.CoGroupByKey()
-            | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), beam.pvalue.AsSingleton(sample)).with_outputs(
+            | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), beam.pvalue.AsSingleton(sample),
+                                          beam.pvalue.AsSingleton(merged)).with_outputs(
                 DEDUPLICATED, "counts", main=ANNOTATED)
         )
         pairs = (decided.pairs, answered.pairs, rechecked.pairs) | "AllPairs" >> beam.Flatten()

@@ -123,7 +123,7 @@ class AnnotateSplitDoFn(beam.DoFn):
         self._plan = plan
         self._written = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
 
-    def process(self, element, sample: KeptSample):
+    def process(self, element, sample: KeptSample, merged: tuple[np.ndarray, np.ndarray]):
         split, grouped = element
         plan = self._plan
         decided = list(grouped["decisions"])
@@ -147,13 +147,13 @@ class AnnotateSplitDoFn(beam.DoFn):
             batches = reader.iter_batches(batch_size=plan.batch_rows, row_groups=info.row_groups,
                                           columns=plan.output_columns)
             for batch in batches:
-                yield from self._annotate(split, batch, start, rows_sorted, order, decisions, sample, counts)
+                yield from self._annotate(split, batch, start, rows_sorted, order, decisions, sample, counts, merged)
                 start += batch.num_rows
         except (pa.ArrowException, OSError) as err:
             raise InputError(f"{info.path}: cannot read Parquet data ({str(err).splitlines()[0]})") from err
         yield beam.pvalue.TaggedOutput("counts", counts)
 
-    def _annotate(self, split, batch, start, rows_sorted, order, decisions, sample, counts):
+    def _annotate(self, split, batch, start, rows_sorted, order, decisions, sample, counts, merged):
         plan = self._plan
         n = batch.num_rows
         wanted = np.arange(start, start + n, dtype=np.int64)
@@ -164,6 +164,12 @@ class AnnotateSplitDoFn(beam.DoFn):
         cluster = decisions.representative[idx].copy() if n else np.zeros(0, dtype=np.int64)
         keep = decisions.kept[idx].copy() if n else np.zeros(0, dtype=bool)
         similarity = decisions.max_similarity[idx].copy() if n else np.zeros(0, dtype=np.float32)
+        nodes, component = merged
+        if len(nodes) and n:  # --clusters connected: one kept row (the smallest row number) per component
+            at_node = np.minimum(np.searchsorted(nodes, cluster), len(nodes) - 1)
+            linked = nodes[at_node] == cluster
+            cluster[linked] = component[at_node[linked]]
+            keep &= cluster == wanted
         counts.rows += n
         counts.kept += int(keep.sum())
         if n:

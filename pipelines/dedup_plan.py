@@ -112,10 +112,6 @@ class DedupPlan:
         return len(self.centroids) + 1
 
     @property
-    def extra_per_row(self) -> int:
-        return max(self.max_pairs_per_row, 16 if self.clusters == "connected" else 0)
-
-    @property
     def read_columns(self) -> list[str]:
         names = [self.vectors.column, self.id_column] + ([self.priority_column] if self.priority_column else [])
         return list(dict.fromkeys(names))

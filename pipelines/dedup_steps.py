@@ -139,7 +139,8 @@ class DedupPartitionDoFn(beam.DoFn):
             progress.add(key, now - reported[0])
             reported[0] = now
 
-        decisions, stats = dedup_partition(rows, plan.threshold, plan.extra_per_row, plan.sweep, on_block)
+        decisions, stats = dedup_partition(rows, plan.threshold, plan.max_pairs_per_row, plan.sweep, on_block,
+                                           links=plan.clusters == "connected")
         self._rows.inc(home)
         yield from key_split(decisions, plan)
         yield beam.pvalue.TaggedOutput("stats", stats)
@@ -158,6 +159,8 @@ class DedupPartitionDoFn(beam.DoFn):
         home_rows = rows.rows[rows.home]
         # a removed row whose representative is decided elsewhere may end up kept: list no further pairs
         settled = ~np.isin(decisions.extra_rows, decisions.rows[removed & decisions.guest_representative])
+        if decisions.links is not None:
+            yield beam.pvalue.TaggedOutput("links", decisions.links)
         extra_rows, extra_nbrs = decisions.extra_rows[settled], decisions.extra_neighbours[settled]
         a = np.concatenate([decisions.representative[removed], extra_nbrs])
         b = np.concatenate([decisions.rows[removed], extra_rows])
