@@ -123,6 +123,7 @@ def publish(tagged: list[tuple[str, ShardResult]], plan: DedupPlan, started: str
                        "guest_rows": stats.guest_rows, "largest": stats.largest_partition,
                        "sample_rows": placement.sample_rows, "sample_kept": placement.sample_kept,
                        "estimated_kept": placement.estimated_kept, "sample_pairs_missed": placement.missed_pairs,
+                       "threshold_pairs_missed": placement.missed_made_pairs,
                        "rows_corrected": counts.corrected, "rows_corrected_kept": counts.corrected_kept},
         "inputs": list(plan.vectors.inputs), "output_dir": plan.output_dir, "outputs": datasets,
         "column": plan.vectors.column, "id_column": plan.id_column, "seed": plan.seed,
