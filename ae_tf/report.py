@@ -529,8 +529,13 @@ def dedup_table(data: ReportData) -> Table:
     rows = [(k.replace("_", " "), _num(s[k])) for k in keys if k in s]
     exact = s.get("exact_duplicates") or {}
     if exact:
-        rows.append(("exact duplicates", f"{_num(exact.get('clusters'))} clusters, "
-                                         f"{_num(exact.get('rows_removed'))} rows removable"))
+        rows.append(("identical rows removed", _num(exact.get("rows_removed"))))
+    checks = s.get("checks") or {}
+    if checks:
+        residual = checks.get("residual_duplicates") or {}
+        rows.append(("removed rows below the threshold", _num(checks.get("removed_below_threshold"))))
+        rows.append(("kept rows with a kept duplicate", f"{_num(residual.get('with_kept_duplicate'))} of "
+                                                        f"{_num(residual.get('sample_kept_rows'))} sampled"))
     return Table(f"Duplicates ({data.dedup.summary_path})", rows)
 
 
