@@ -1,42 +1,230 @@
-"""Near-duplicate bookkeeping on whole arrays: pairs inside LSH buckets, exact cosine verification,
-connected components, which row each cluster keeps, and counts at several thresholds.
+"""Near duplicates inside one partition, on whole arrays: priority order, greedy representatives, the
+per-row decisions the dedup pipeline writes, and the exact checks its summary reports.
 
-Rows are identified by their global row number (int64, input order). Nothing here loops over rows or
-pairs in Python; the only Python loops are over oversize buckets and over thresholds.
+Rows are named by their global row number (int64, input order). A partition holds its home rows (decided
+here) and guests (rows of neighbouring partitions, compared with but decided at home). Every row carries
+the same priority keys wherever it goes, so all partitions agree on the order.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
+from ae_tf.greedy import cosine64, decision_margin, greedy_representatives
 from ae_tf.hashing import mix64
 
 KEEP_POLICIES = ("first", "closest-to-centroid", "random")
 EMPTY = np.zeros(0, dtype=np.int64)
 
 
+def priority_keys(rows: np.ndarray, policy: str, seed: int = 0, home_cosine: np.ndarray | None = None,
+                  column: np.ndarray | None = None, descending: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(primary, secondary) float64 sort keys; rows sort by primary, then secondary, then row number.
+
+    primary: the --priority column (ascending, or descending; missing values last), else 0.
+    secondary: the --keep policy. first: row number. random: a seeded hash of the row number.
+    closest-to-centroid: minus the cosine to the home partition's centroid (NeMo Curator's "easy").
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    if column is None:
+        primary = np.zeros(len(rows))
+    else:
+        primary = np.asarray(column, dtype=np.float64) * (-1.0 if descending else 1.0)
+        primary = np.where(np.isnan(primary), np.inf, primary)
+    if policy == "first":
+        secondary = rows.astype(np.float64)
+    elif policy == "random":
+        secondary = (mix64(rows.astype(np.uint64) ^ mix64(np.uint64(seed))) >> np.uint64(11)).astype(np.float64)
+    elif policy == "closest-to-centroid":
+        if home_cosine is None:
+            raise ValueError("keep policy closest-to-centroid needs each row's cosine to its centroid")
+        secondary = -np.asarray(home_cosine, dtype=np.float64)
+    else:
+        raise ValueError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, got {policy!r}")
+    return primary, secondary
+
+
 @dataclasses.dataclass
-class BucketStats:
-    """What one partition's buckets looked like (summed into the dedup summary)."""
+class PartitionRows:
+    """Rows of one partition (home rows and guests) from one or more input batches."""
 
-    entries: int = 0
-    shared_buckets: int = 0  # buckets holding two rows or more
-    largest_bucket: int = 0
-    oversize_buckets: int = 0  # cut into overlapping windows of max_bucket rows
-    pair_hits: int = 0  # pairs sharing a bucket (a pair sharing several buckets counts each time)
-    sketch_survivors: int = 0  # hits whose sketches are close enough to be verified
+    rows: np.ndarray  # int64 global row numbers
+    units: np.ndarray  # float32 unit vectors
+    primary: np.ndarray  # float64 priority keys
+    secondary: np.ndarray
+    home: np.ndarray  # bool: decided in this partition
+    hashes: np.ndarray  # uint64 hash of the raw vector: equal vectors, equal hashes
+    partition: np.ndarray  # int64: the row's home partition
 
-    def add(self, other: BucketStats) -> BucketStats:
-        return BucketStats(self.entries + other.entries, self.shared_buckets + other.shared_buckets,
-                           max(self.largest_bucket, other.largest_bucket),
-                           self.oversize_buckets + other.oversize_buckets, self.pair_hits + other.pair_hits,
-                           self.sketch_survivors + other.sketch_survivors)
+    def take(self, index: np.ndarray) -> PartitionRows:
+        return PartitionRows(*(getattr(self, f.name)[index] for f in dataclasses.fields(PartitionRows)))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    @staticmethod
+    def concat(parts: Sequence[PartitionRows]) -> PartitionRows:
+        return PartitionRows(*(np.concatenate([getattr(p, f.name) for p in parts])
+                               for f in dataclasses.fields(PartitionRows)))
+
+
+@dataclasses.dataclass
+class Decisions:
+    """What one partition decided for its home rows, plus further neighbour pairs of removed rows."""
+
+    rows: np.ndarray  # int64
+    representative: np.ndarray  # int64 row number; the row itself when kept
+    similarity: np.ndarray  # float32 cosine (float64 computed) to the representative; 1.0 when kept
+    max_similarity: np.ndarray  # float32 highest cosine to an earlier kept row (NaN: none)
+    kept: np.ndarray  # bool
+    exact: np.ndarray  # bool: identical vector to the representative
+    guest_representative: np.ndarray  # bool: the representative's own partition decides whether it is kept
+    fallback: np.ndarray  # int64: the most similar earlier kept home row at >= threshold (-1: none), used
+    fallback_similarity: np.ndarray  # float32      when a guest representative turns out removed at home
+    extra_rows: np.ndarray = dataclasses.field(default_factory=lambda: EMPTY)
+    extra_neighbours: np.ndarray = dataclasses.field(default_factory=lambda: EMPTY)
+    extra_similarity: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    links: tuple[np.ndarray, np.ndarray] | None = None  # --clusters connected: kept rows joined by a row
+
+    def take(self, index: np.ndarray) -> Decisions:
+        """The decisions of some rows (no extra pairs)."""
+        return Decisions(self.rows[index], self.representative[index], self.similarity[index],
+                         self.max_similarity[index], self.kept[index], self.exact[index],
+                         self.guest_representative[index], self.fallback[index], self.fallback_similarity[index])
+
+    @staticmethod
+    def concat(parts: Sequence[Decisions]) -> Decisions:
+        return Decisions(*(np.concatenate([getattr(p, f.name) for p in parts])
+                           for f in dataclasses.fields(Decisions) if f.name != "links"))
+
+
+@dataclasses.dataclass
+class PartitionStats:
+    """Summed into the dedup summary."""
+
+    partitions: int = 0
+    home_rows: int = 0
+    guest_rows: int = 0
+    largest_partition: int = 0
+    kept_rows: int = 0
+    below_threshold: int = 0  # removed rows whose float64 cosine to their representative is < threshold
+    sweep_kept: tuple[int, ...] = ()
+
+    def add(self, other: PartitionStats) -> PartitionStats:
+        sweep = tuple(a + b for a, b in zip(self.sweep_kept, other.sweep_kept, strict=True)) \
+            if self.sweep_kept and other.sweep_kept else (self.sweep_kept or other.sweep_kept)
+        return PartitionStats(self.partitions + other.partitions, self.home_rows + other.home_rows,
+                              self.guest_rows + other.guest_rows,
+                              max(self.largest_partition, other.largest_partition),
+                              self.kept_rows + other.kept_rows, self.below_threshold + other.below_threshold, sweep)
+
+
+def dedup_partition(part: PartitionRows, threshold: float, extra_per_row: int = 0, sweep: Sequence[float] = (),
+                    on_block=None, links: bool = False) -> tuple[Decisions, PartitionStats]:
+    """Greedy representatives over a partition in priority order; decisions for its home rows."""
+    order = np.lexsort((part.rows, part.secondary, part.primary))
+    units, rows, home, hashes = part.units[order], part.rows[order], part.home[order], part.hashes[order]
+    result = greedy_representatives(units, threshold, extra_per_row, on_block)
+    at = np.flatnonzero(home)
+    rep = result.representative[at]
+    similarity = cosine64(units[at], units[rep])
+    kept = result.kept[at]
+    similarity[kept] = 1.0
+    exact = (hashes[at] == hashes[rep]) & ~kept
+    best = result.best[at].astype(np.float32)
+    best[~np.isfinite(best)] = np.nan
+    guest_rep = ~home[rep]
+    fallback, fallback_similarity = _home_fallback(units, result.kept & home, at[guest_rep], threshold)
+    fallback_rows = np.full(len(at), -1, dtype=np.int64)
+    fallback_sims = np.full(len(at), np.nan, dtype=np.float32)
+    fallback_rows[guest_rep] = np.where(fallback >= 0, rows[np.maximum(fallback, 0)], -1)
+    fallback_sims[guest_rep] = fallback_similarity
+    decisions = Decisions(rows[at], rows[rep], similarity.astype(np.float32), best, kept, exact, guest_rep,
+                          fallback_rows, fallback_sims)
+    extra = home[result.extra_rows]
+    if extra.any():
+        i, j = result.extra_rows[extra], result.extra_neighbours[extra]
+        decisions.extra_rows, decisions.extra_neighbours = rows[i], rows[j]
+        decisions.extra_similarity = cosine64(units[i], units[j]).astype(np.float32)
+    if links:
+        decisions.links = _kept_links(units, result.kept, result.representative, home, threshold, rows)
+    sweep_kept = tuple(int(greedy_representatives(units, t).kept[at].sum()) for t in sweep)
+    stats = PartitionStats(1, len(at), int(len(rows) - len(at)), int(len(rows)), int(kept.sum()),
+                           int((similarity[~kept] < threshold).sum()), sweep_kept)
+    return decisions, stats
+
+
+def _kept_links(units: np.ndarray, kept: np.ndarray, rep: np.ndarray, home: np.ndarray, threshold: float,
+                rows: np.ndarray, limit: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """--clusters connected: pairs of kept home rows (row numbers) joined through a row at >= threshold to
+    both, earlier or later; up to `limit` per row. Removed rows are not compared with each other."""
+    columns = np.flatnonzero(kept & home)
+    t = threshold + decision_margin(units.shape[1])
+    a_all, b_all = [], []
+    for lo in range(0, len(units), 4096):
+        sims = units[lo:lo + 4096] @ units[columns].T
+        sims[rep[lo:lo + 4096, None] == columns[None, :]] = -np.inf
+        k = min(limit, len(columns))
+        if k == 0:
+            break
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        i, j = np.nonzero(np.take_along_axis(sims, top, axis=1) >= t)
+        mine = home[rep[lo + i]]
+        a_all.append(rows[rep[lo + i[mine]]])
+        b_all.append(rows[columns[top[i[mine], j[mine]]]])
+    if not a_all:
+        return EMPTY, EMPTY
+    return np.concatenate(a_all), np.concatenate(b_all)
+
+
+def _home_fallback(units: np.ndarray, kept_home: np.ndarray, positions: np.ndarray,
+                   threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """For rows at `positions` (priority order), the most similar earlier kept home row at >= threshold
+    (position, -1: none) and its float64 cosine."""
+    columns = np.flatnonzero(kept_home)
+    if len(positions) == 0 or len(columns) == 0:
+        return np.full(len(positions), -1, dtype=np.int64), np.full(len(positions), np.nan, dtype=np.float32)
+    sims = units[positions] @ units[columns].T
+    sims[columns[None, :] >= positions[:, None]] = -np.inf
+    arg = sims.argmax(axis=1)
+    value = sims[np.arange(len(positions)), arg]
+    found = value >= threshold + decision_margin(units.shape[1])
+    chosen = np.where(found, columns[arg], -1)
+    exact = cosine64(units[positions], units[columns[arg]]).astype(np.float32)
+    return chosen, np.where(found, exact, np.nan).astype(np.float32)
+
+
+def recheck_orphans(kept: PartitionRows, orphans: PartitionRows, threshold: float) -> tuple[np.ndarray, np.ndarray,
+                                                                                             np.ndarray]:
+    """Rows whose representative was removed in its own partition, checked again there: each joins the most
+    similar earlier kept row of that partition (or an earlier orphan kept here), else is kept.
+    Returns, aligned with `orphans`: kept, representative row, float64 cosine to it."""
+    both = PartitionRows.concat([kept, orphans])
+    order = np.lexsort((both.rows, both.secondary, both.primary))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    kept_rank, orphan_rank = rank[: len(kept.rows)], rank[len(kept.rows):]
+    n = len(orphans.rows)
+    rep = orphans.rows.copy()
+    similarity = np.ones(n)
+    open_rows = np.ones(n, dtype=bool)
+    t = threshold + decision_margin(orphans.units.shape[1])
+    if len(kept.rows) and n:
+        sims = orphans.units @ kept.units.T
+        sims[kept_rank[None, :] >= orphan_rank[:, None]] = -np.inf
+        arg = sims.argmax(axis=1)
+        found = sims[np.arange(n), arg] >= t
+        rep[found] = kept.rows[arg[found]]
+        similarity[found] = cosine64(orphans.units[found], kept.units[arg[found]])
+        open_rows = ~found
+    left = np.flatnonzero(open_rows)
+    left = left[np.argsort(orphan_rank[left])]
+    result = greedy_representatives(orphans.units[left], threshold)
+    removed = ~result.kept
+    rep[left[removed]] = orphans.rows[left[result.representative[removed]]]
+    similarity[left[removed]] = cosine64(orphans.units[left[removed]],
+                                         orphans.units[left[result.representative[removed]]])
+    return rep == orphans.rows, rep, similarity
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -53,157 +241,13 @@ def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return unique, np.searchsorted(unique, values)
 
 
-def row_bits_for(n_rows: int) -> int:
-    """Bits that hold any row number below n_rows."""
-    return max(1, int(n_rows - 1).bit_length())
-
-
-def pack_entries(keys: np.ndarray, first_row: int, row_bits: int) -> np.ndarray:
-    """Bucket keys [n, bands] of rows first_row.. -> uint64 entries: key's high bits, then the row.
-
-    One uint64 per (row, band) sorts by bucket and then by row. Dropping the key's low bits merges two
-    buckets only by a ~2**-(64 - row_bits) chance, which adds candidates (all verified), never loses one.
-    """
-    rows = np.arange(first_row, first_row + len(keys), dtype=np.uint64)[:, None]
-    shift = np.uint64(row_bits)
-    return ((keys >> shift) << shift) | rows
-
-
-def partition_indices(partition: np.ndarray, partitions: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(partition, indices of the elements in it) for every non-empty partition, indices in order."""
-    small = partition.astype(np.uint16 if partitions <= 1 << 16 else np.int64, copy=False)
-    order = np.argsort(small, kind="stable")  # a radix sort for 16-bit keys
-    bounds = np.searchsorted(small[order], np.arange(partitions + 1))
-    for p in range(partitions):
-        if bounds[p + 1] > bounds[p]:
-            yield p, order[bounds[p]:bounds[p + 1]]
-
-
-def route_entries(keys: np.ndarray, sketches: np.ndarray, first_row: int, row_bits: int,
-                  partitions: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """Split one batch's entries by partition (key % partitions): yields (partition, entries, sketches).
-
-    Entries of one bucket always meet in one partition; each partition gets one array per input batch.
-    """
-    n, bands = keys.shape
-    entries = pack_entries(keys, first_row, row_bits).reshape(-1)
-    row_of_entry = np.repeat(np.arange(n), bands)
-    for p, chosen in partition_indices(keys.reshape(-1) % np.uint64(partitions), partitions):
-        yield p, entries[chosen], sketches[row_of_entry[chosen]]
-
-
-def _pairs_within_runs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every pair (i < j) of positions inside each run [start, start + size)."""
-    sizes = sizes.astype(np.int64)
-    if len(sizes) == 0:
-        return EMPTY, EMPTY
-    run_base = np.repeat(np.cumsum(sizes) - sizes, sizes)
-    local = np.arange(int(sizes.sum()), dtype=np.int64) - run_base  # position inside its run
-    positions = np.repeat(starts.astype(np.int64), sizes) + local
-    partners = np.repeat(sizes, sizes) - 1 - local  # later positions in the same run
-    first = np.repeat(positions, partners)
-    step = np.arange(len(first), dtype=np.int64) - np.repeat(np.cumsum(partners) - partners, partners)
-    return first, first + 1 + step
-
-
-def ordered_unique_pairs(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(min, max) of each pair, self-pairs dropped, repeats removed, sorted by (a, b)."""
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    keep = lo != hi
-    lo, hi = lo[keep].astype(np.int64), hi[keep].astype(np.int64)
-    if len(lo) == 0:
-        return EMPTY, EMPTY
-    if hi.max() < 2**32 and lo.min() >= 0:
-        packed = sorted_unique((lo.astype(np.uint64) << np.uint64(32)) | hi.astype(np.uint64))
-        return (packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    order = np.lexsort((hi, lo))
-    lo, hi = lo[order], hi[order]
-    first = np.r_[True, (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])]
-    return lo[first], hi[first]
-
-
-def sketch_distance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Hamming distance between rows of two uint64 [m, words] sketch arrays."""
-    return np.bitwise_count(x ^ y).sum(axis=1, dtype=np.int64)
-
-
-def bucket_pairs(entries: np.ndarray, sketches: np.ndarray, row_bits: int, max_distance: int,
-                 max_bucket: int = 256,
-                 max_pairs_per_chunk: int = 4_000_000) -> Iterator[tuple[np.ndarray, np.ndarray, BucketStats]]:
-    """Candidate pairs (a < b) of rows sharing a bucket whose sketches are within `max_distance` bits.
-
-    `entries` come from `pack_entries` (any order, any number of batches concatenated). Work is done in
-    chunks of about `max_pairs_per_chunk` pair hits, so memory is bounded whatever the bucket sizes. A
-    bucket of up to `max_bucket` rows yields all its pairs; a bigger one (a hot bucket) is cut into windows
-    of `max_bucket` rows, in row order, overlapping by half: work stays linear in its size, and the rows
-    of one genuinely dense cluster stay connected through the overlaps.
-    """
-    stats = BucketStats(entries=len(entries))
-    if len(entries) < 2:
-        yield EMPTY, EMPTY, stats
-        return
-    order = np.argsort(entries)
-    entries, sketches = entries[order], sketches[order]
-    shift = np.uint64(row_bits)
-    bucket = entries >> shift
-    rows = (entries & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.int64)
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    sizes = np.diff(np.r_[starts, len(bucket)])
-    shared = sizes >= 2
-    starts, sizes = starts[shared], sizes[shared]
-    stats.shared_buckets = int(len(sizes))
-    stats.largest_bucket = int(sizes.max()) if len(sizes) else 0
-    oversize = sizes > max_bucket
-    stats.oversize_buckets = int(oversize.sum())
-    if stats.oversize_buckets:  # rows inside a bucket are already in row order: windows are deterministic
-        half = max(1, max_bucket // 2)
-        window_starts, window_sizes = [starts[~oversize]], [sizes[~oversize]]
-        for start, size in zip(starts[oversize], sizes[oversize], strict=True):
-            offsets = np.arange(0, max(size - half, 1), half)
-            window_starts.append(start + offsets)
-            window_sizes.append(np.minimum(max_bucket, size - offsets))
-        starts, sizes = np.concatenate(window_starts), np.concatenate(window_sizes)
-
-    pairs_per_run = sizes.astype(np.int64) * (sizes - 1) // 2
-    stats.pair_hits = int(pairs_per_run.sum())
-    chunk_of_run = np.cumsum(pairs_per_run) // max(1, max_pairs_per_chunk)
-    bounds = np.flatnonzero(np.r_[True, chunk_of_run[1:] != chunk_of_run[:-1], True])
-    first = True
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
-        i, j = _pairs_within_runs(starts[lo:hi], sizes[lo:hi])
-        close = sketch_distance(sketches[i], sketches[j]) <= max_distance
-        stats_out = stats if first else BucketStats()
-        stats_out.sketch_survivors = int(close.sum())
-        a, b = ordered_unique_pairs(rows[i[close]], rows[j[close]])
-        yield a, b, stats_out
-        first = False
-    if first:
-        yield EMPTY, EMPTY, stats
-
-
-def pair_similarity(va: np.ndarray, vb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine similarity (float64) of row-aligned vectors, and whether the two are identical.
-
-    Identical vectors have similarity 1.0 (also two zero vectors); a zero vector is 0.0 to anything else.
-    """
-    a64, b64 = va.astype(np.float64), vb.astype(np.float64)
-    dot = np.einsum("ij,ij->i", a64, b64)
-    norms = np.sqrt(np.einsum("ij,ij->i", a64, a64) * np.einsum("ij,ij->i", b64, b64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sim = np.where(norms > 0, dot / norms, 0.0)
-    exact = (va == vb).all(axis=1) if len(va) else np.zeros(0, dtype=bool)
-    sim = np.clip(sim, -1.0, 1.0)
-    sim[exact] = 1.0
-    return sim, exact
-
-
 def connected_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edges (a, b) -> (nodes sorted, component of each node = its component's smallest node).
 
     Union-find in numpy: hook each root onto the smallest root it touches, then compress paths; the
     number of components at least halves every round, so a few rounds suffice.
     """
-    nodes, inverse = unique_inverse(np.concatenate([a, b]))
+    nodes, inverse = unique_inverse(np.concatenate([a, b]).astype(np.int64))
     u, v = inverse[: len(a)], inverse[len(a):]
     parent = np.arange(len(nodes), dtype=np.int64)
     while True:
@@ -220,119 +264,20 @@ def connected_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.n
     return nodes, nodes[parent]
 
 
-def _first_per_group(groups: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """Index of the lowest score in each group (ties: lowest index); groups need not be sorted."""
-    order = np.lexsort((np.arange(len(groups)), scores, groups))
-    first = np.r_[True, groups[order][1:] != groups[order][:-1]]
-    return order[first]
+def max_similarity_to(sample: np.ndarray, sample_rows: np.ndarray, units: np.ndarray,
+                      rows: np.ndarray) -> np.ndarray:
+    """For each sample row, the highest float64 cosine to any of `rows` other than itself (-inf: none).
 
-
-def choose_kept(rows: np.ndarray, cluster: np.ndarray, policy: str, seed: int = 0,
-                unit_vectors: np.ndarray | None = None) -> np.ndarray:
-    """Boolean keep mask: exactly one row per cluster, by `policy`.
-
-    first: the row that comes first in the input. random: the row with the smallest seeded hash of its
-    row number (same seed, same choice). closest-to-centroid: the row with the highest cosine to the mean
-    of the cluster's unit vectors (`unit_vectors` aligned with `rows`); ties go to the first row.
-    """
-    if policy == "first":
-        scores = rows.astype(np.float64)
-    elif policy == "random":
-        scores = mix64(rows.astype(np.uint64) ^ mix64(np.uint64(seed))).astype(np.float64)
-    elif policy == "closest-to-centroid":
-        if unit_vectors is None:
-            raise ValueError("keep policy closest-to-centroid needs the cluster members' vectors")
-        labels, group = unique_inverse(cluster)
-        centroids = np.zeros((len(labels), unit_vectors.shape[1]), dtype=np.float64)
-        np.add.at(centroids, group, unit_vectors)
-        norms = np.linalg.norm(centroids, axis=1)
-        norms[norms == 0] = 1.0
-        scores = -np.einsum("ij,ij->i", unit_vectors, centroids[group] / norms[group, None])
-        scores = np.round(scores, 12)  # ties within rounding go to the first row
-    else:
-        raise ValueError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, got {policy!r}")
-    keep = np.zeros(len(rows), dtype=bool)
-    keep[_first_per_group(cluster, scores)] = True
-    return keep
-
-
-def unit_rows(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to length 1 (float64); zero rows stay zero."""
-    m = np.asarray(matrix, dtype=np.float64)
-    norms = np.linalg.norm(m, axis=1, keepdims=True)
-    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
-
-
-@dataclasses.dataclass
-class DuplicateRows:
-    """Per-row result for every row in a verified pair at or above the lowest threshold, sorted by row.
-
-    Rows not listed are alone: their cluster is themselves, they are kept, and no similar row was found.
-    """
-
-    rows: np.ndarray  # int64, sorted
-    cluster_id: np.ndarray  # int64: smallest row number in the cluster at the main threshold
-    keep: np.ndarray  # bool
-    max_similarity: np.ndarray  # float32: highest cosine to another row among the verified pairs
-
-    def lookup(self, first_row: int, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Rows first_row .. first_row + count - 1 -> (cluster_id, keep, max_similarity, has_similar)."""
-        wanted = np.arange(first_row, first_row + count, dtype=np.int64)
-        at = np.searchsorted(self.rows, wanted)
-        at_clipped = np.minimum(at, max(len(self.rows) - 1, 0))
-        found = (at < len(self.rows)) & (self.rows[at_clipped] == wanted) if len(self.rows) else \
-            np.zeros(count, dtype=bool)
-        idx = at_clipped[found]
-        cluster = wanted.copy()
-        cluster[found] = self.cluster_id[idx]
-        keep = np.ones(count, dtype=bool)
-        keep[found] = self.keep[idx]
-        similarity = np.zeros(count, dtype=np.float32)
-        similarity[found] = self.max_similarity[idx]
-        return cluster, keep, similarity, found
-
-
-def duplicate_counts(a: np.ndarray, b: np.ndarray, n_rows: int) -> dict:
-    """Pairs, clusters and rows removed (one row kept per cluster) for one set of duplicate edges."""
-    nodes, component = connected_components(a, b)
-    clusters = int(len(sorted_unique(component)))
-    removed = int(len(nodes)) - clusters
-    return {"pairs": int(len(a)), "clusters": clusters, "rows_in_clusters": int(len(nodes)),
-            "rows_removed": removed, "rows_kept": n_rows - removed}
-
-
-def resolve_duplicates(a: np.ndarray, b: np.ndarray, similarity: np.ndarray, exact: np.ndarray, n_rows: int,
-                       threshold: float, sweep: Sequence[float] = (), policy: str = "first", seed: int = 0,
-                       vector_rows: np.ndarray | None = None,
-                       unit_vectors: np.ndarray | None = None) -> tuple[DuplicateRows, dict]:
-    """Verified pairs (a < b) -> clusters at `threshold`, kept rows, and counts at every sweep threshold.
-
-    `vector_rows`/`unit_vectors` (sorted by row) are needed only by the closest-to-centroid policy.
-    """
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    similarity = np.asarray(similarity, dtype=np.float64)
-    listed, inverse = unique_inverse(np.concatenate([a, b]))
-    best = np.full(len(listed), -np.inf)
-    np.maximum.at(best, inverse, np.concatenate([similarity, similarity]))
-
-    main = similarity >= threshold
-    nodes, component = connected_components(a[main], b[main])
-    cluster_id = listed.copy()
-    keep = np.ones(len(listed), dtype=bool)
-    if len(nodes):
-        at = np.searchsorted(listed, nodes)
-        cluster_id[at] = component
-        vectors = None
-        if policy == "closest-to-centroid":
-            if vector_rows is None or unit_vectors is None:
-                raise ValueError("keep policy closest-to-centroid needs the cluster members' vectors")
-            vectors = unit_vectors[np.searchsorted(vector_rows, nodes)]
-        keep[at] = choose_kept(nodes, component, policy, seed, vectors)
-
-    counts = {"threshold": threshold, **duplicate_counts(a[main], b[main], n_rows)}
-    by_threshold = [{"threshold": t, **duplicate_counts(a[similarity >= t], b[similarity >= t], n_rows)}
-                    for t in sorted(set(sweep))]
-    exact_counts = duplicate_counts(a[exact], b[exact], n_rows)
-    summary = {"rows": n_rows, **{k: v for k, v in counts.items() if k != "threshold"},
-               "threshold": threshold, "keep_policy": policy, "sweep": by_threshold, "exact_duplicates": exact_counts}
-    return DuplicateRows(listed, cluster_id, keep, best.astype(np.float32)), summary
+    Blocks of float32 products, re-checked in float64 near the top, so the check is exact."""
+    best = np.full(len(sample), -np.inf)
+    if len(sample) == 0 or len(units) == 0:
+        return best
+    for lo in range(0, len(units), 65536):
+        block, block_rows = units[lo:lo + 65536], rows[lo:lo + 65536]
+        sims = sample @ block.T
+        sims[sample_rows[:, None] == block_rows[None, :]] = -np.inf
+        arg = sims.argmax(axis=1)
+        exact = cosine64(sample, block[arg])
+        exact[sample_rows == block_rows[arg]] = -np.inf
+        best = np.maximum(best, np.where(np.isfinite(sims[np.arange(len(sample)), arg]), exact, -np.inf))
+    return best

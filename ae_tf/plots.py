@@ -43,6 +43,7 @@ _KINDS = [
     FigureKind("error_histogram", "error_histogram.png", 800, 500, "Reconstruction error and anomaly threshold"),
     FigureKind("cluster_sizes", "cluster_sizes.png", 800, 500, "Duplicate cluster sizes"),
     FigureKind("dedup_thresholds", "dedup_thresholds.png", 800, 500, "Kept and removed rows per threshold"),
+    FigureKind("dedup_examples", "dedup_examples.png", 800, 700, "Largest duplicate clusters"),
     FigureKind("vae_samples", "vae_samples.png", 800, 400, "Samples from the prior (VAE)"),
 ]
 FIGURES: dict[str, FigureKind] = {kind.name: kind for kind in _KINDS}

@@ -13,6 +13,8 @@ Figures (fixed pixel sizes, see ae_tf.plots.FIGURES) and what each needs:
                                   `score`) with the model's anomaly threshold
   cluster_sizes.png      800x500  --dedup rows: how many clusters of each size
   dedup_thresholds.png   800x500  --dedup summary: kept/removed rows at each swept threshold
+  dedup_examples.png     800x700  --dedup rows: the largest clusters, kept row beside its least similar
+                                  members (images when the rows carry an image or square-vector input)
   vae_samples.png        800x400  a VAE's `sample` signature: decoded draws from the prior
 A figure whose inputs are absent is listed under "Not drawn" with the reason; a path given on the
 command line that cannot be read is an error naming it. Also written: index.html and report.json
@@ -418,6 +420,17 @@ def fig_dedup_thresholds(data: ReportData) -> tuple[bytes, str]:
         f"From {data.dedup.summary_path}: one row kept per cluster at each cosine threshold.")
 
 
+def fig_dedup_examples(data: ReportData) -> tuple[bytes, str]:
+    from ae_tf.report_dedup import dedup_examples
+
+    if data.dedup is None:
+        raise Skip("no --dedup directory given")
+    try:
+        return dedup_examples(data.dedup, data.spec)
+    except ValueError as why:
+        raise Skip(str(why)) from None
+
+
 def fig_vae_samples(data: ReportData) -> tuple[bytes, str]:
     from ae_tf import plots
 
@@ -445,6 +458,7 @@ FIGURE_BUILDERS: dict[str, Callable[[ReportData], tuple[bytes, str]]] = {
     "error_histogram": fig_error_histogram,
     "cluster_sizes": fig_cluster_sizes,
     "dedup_thresholds": fig_dedup_thresholds,
+    "dedup_examples": fig_dedup_examples,
     "vae_samples": fig_vae_samples,
 }
 
@@ -519,8 +533,13 @@ def dedup_table(data: ReportData) -> Table:
     rows = [(k.replace("_", " "), _num(s[k])) for k in keys if k in s]
     exact = s.get("exact_duplicates") or {}
     if exact:
-        rows.append(("exact duplicates", f"{_num(exact.get('clusters'))} clusters, "
-                                         f"{_num(exact.get('rows_removed'))} rows removable"))
+        rows.append(("identical rows removed", _num(exact.get("rows_removed"))))
+    checks = s.get("checks") or {}
+    if checks:
+        residual = checks.get("residual_duplicates") or {}
+        rows.append(("removed rows below the threshold", _num(checks.get("removed_below_threshold"))))
+        rows.append(("kept rows with a kept duplicate", f"{_num(residual.get('with_kept_duplicate'))} of "
+                                                        f"{_num(residual.get('sample_kept_rows'))} sampled"))
     return Table(f"Duplicates ({data.dedup.summary_path})", rows)
 
 

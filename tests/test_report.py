@@ -154,7 +154,8 @@ def test_full_report_with_embeddings_and_dedup(vector_model, embeddings, dedup_d
     dedup, summary, cluster_id = dedup_dir
     result = make_report(ReportConfig(model=model_dir, output=str(tmp_path / "r"), embeddings=embeddings,
                                       dedup=dedup, max_points=500))
-    drawn = {"loss", "feature_errors", "embedding_map", "error_histogram", "cluster_sizes", "dedup_thresholds"}
+    drawn = {"loss", "feature_errors", "embedding_map", "error_histogram", "cluster_sizes", "dedup_thresholds",
+             "dedup_examples"}
     page = check_page(tmp_path / "r", drawn)
     captions = {f.file: f.caption for f in result.figures}
     skipped = dict(result.skipped)
@@ -168,6 +169,9 @@ def test_full_report_with_embeddings_and_dedup(vector_model, embeddings, dedup_d
     _, sizes = np.unique(cluster_id, return_counts=True)
     assert f"{int((sizes > 1).sum()):,} clusters of two rows or more" in captions["cluster_sizes.png"]
     assert "1,200 rows in" in captions["cluster_sizes.png"]
+    # the largest clusters: kept row and members, as embedding strips (width 12 is no picture)
+    assert f"(sizes {int(sizes.max()):,}" in captions["dedup_examples.png"]
+    assert "embeddings (one strip per row)" in captions["dedup_examples.png"]
     # the error histogram reads the embeddings, with the model threshold
     assert "500 of 1,200 rows from --embeddings" in captions["error_histogram.png"]
     # tables: model metadata, manifest numbers and the dedup summary
@@ -191,7 +195,9 @@ def test_report_reads_the_dedup_pipeline_output(embeddings, tmp_path):
     assert f"{summary['clusters']:,} clusters of two rows or more" in captions["cluster_sizes.png"]
     assert "coloured by duplicate cluster" in captions["embedding_map.png"]
     page = check_page(tmp_path / "r", {"loss", "feature_errors", "embedding_map", "error_histogram",
-                                       "cluster_sizes", "dedup_thresholds"})
+                                       "cluster_sizes", "dedup_thresholds", "dedup_examples"})
+    biggest = np.bincount(read_output(str(tmp_path / "dd" / "annotated")).column("cluster_id").to_numpy()).max()
+    assert f"(sizes {biggest:,}" in captions["dedup_examples.png"] and "embeddings" in captions["dedup_examples.png"]
     assert f"{summary['rows_removed']:,}" in page
 
 
@@ -215,6 +221,28 @@ def test_image_bytes_model_shows_decoded_images(png_conv_model, tmp_path):
     check_page(tmp_path / "r", {"loss", "reconstructions", "embedding_map", "error_histogram"})
     assert "16 of the 24 rows sampled" in {f.file: f.caption for f in result.figures}["reconstructions.png"]
     assert "an image model" in dict(result.skipped)[plots.FIGURES["feature_errors"].title]
+
+
+def test_dedup_examples_show_image_thumbnails(png_conv_model, tmp_path):
+    """Dedup rows that carry the image column: the largest clusters are drawn as decoded thumbnails."""
+    from ae_tf.export import read_metadata
+    from ae_tf.features import FeatureSpec
+    from ae_tf.images import encode_png
+    from ae_tf.report_dedup import dedup_examples
+    from ae_tf.report_inputs import find_dedup_outputs
+
+    images = (np.random.default_rng(2).random((30, 8, 8, 1)) * 255).astype(np.uint8)
+    cluster = np.where(np.arange(30) < 12, 0, np.where(np.arange(30) < 17, 12, np.arange(30)))
+    os.makedirs(tmp_path / "dd" / "annotated")
+    pq.write_table(pa.table({"id": np.arange(30), "image": pa.array(encode_png(images), pa.binary()),
+                             "cluster_id": cluster, "keep": cluster == np.arange(30),
+                             "max_similarity": np.linspace(0.96, 0.99, 30).astype(np.float32)}),
+                   tmp_path / "dd" / "annotated" / "part-00000-of-00001.parquet")
+    spec = FeatureSpec.from_dict(read_metadata(png_conv_model)["feature_spec"])
+    png, caption = dedup_examples(find_dedup_outputs(str(tmp_path / "dd")), spec)
+    assert "(sizes 12, 5)" in caption and "`image` images" in caption
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.size == (plots.FIGURES["dedup_examples"].width, plots.FIGURES["dedup_examples"].height)
 
 
 def test_missing_optional_inputs_are_skipped_with_a_note(vector_model, embeddings, tmp_path):
