@@ -99,8 +99,6 @@ def _encode_flags(argv: Sequence[str]) -> argparse.Namespace:
 
 def check_encode_args(argv: Sequence[str]) -> None:
     """`ae-tf encode`: model directory, input files, their schema against the model, the output."""
-    if any(a in ("-h", "--help") for a in argv):
-        return
     try:
         args = _encode_flags(argv)
     except SystemExit:  # a malformed flag: the pipeline's parser says what is wrong
@@ -134,7 +132,7 @@ PIPELINE_CHECKS = {"encode": check_encode_args, "demo": check_demo_args}
 
 
 def check_pipeline_args(command: str, argv: Sequence[str]) -> None:
-    """The light checks of a pipeline command, if it has any."""
+    """The light checks of a pipeline command, if it has any (none when help is asked for)."""
     check = PIPELINE_CHECKS.get(command)
-    if check is not None:
+    if check is not None and not {"-h", "--help"} & set(argv):
         check(argv)

@@ -50,6 +50,7 @@ from pipelines.dedup_fixups import (
     SumFn,
     answer_queries,
 )
+from pipelines.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
 from pipelines.dedup_plan import (
     ANNOTATED,
     DEDUPLICATED,
@@ -124,7 +125,8 @@ def publish(tagged: list[tuple[str, ShardResult]], plan: DedupPlan, started: str
                        "sample_rows": placement.sample_rows, "sample_kept": placement.sample_kept,
                        "estimated_kept": placement.estimated_kept, "sample_pairs_missed": placement.missed_pairs,
                        "threshold_pairs_missed": placement.missed_made_pairs,
-                       "rows_corrected": counts.corrected, "rows_corrected_kept": counts.corrected_kept},
+                       "rows_corrected": counts.corrected, "rows_corrected_kept": counts.corrected_kept,
+                       "kept_rows_merged": counts.merged, "merged_members_kept": counts.merged_members_kept},
         "inputs": list(plan.vectors.inputs), "output_dir": plan.output_dir, "outputs": datasets,
         "column": plan.vectors.column, "id_column": plan.id_column, "seed": plan.seed,
         "started_at": started, "finished_at": utc_now(), "ae_tf_version": ae_tf.__version__,
@@ -165,8 +167,19 @@ class DedupParquet(beam.PTransform):
         rechecked = (
             {"kept": decided.kept, "orphans": answered.orphans}
             | "JoinOrphans" >> beam.CoGroupByKey()
-            | "RecheckOrphans" >> beam.ParDo(RecheckOrphansDoFn(plan)).with_outputs("pairs", main="corrections")
+            | "RecheckOrphans" >> beam.ParDo(RecheckOrphansDoFn(plan)).with_outputs("pairs", "kept",
+                                                                                    main="corrections")
         )
+        merges = (
+            (decided.kept, rechecked.kept)
+            | "AllKeptRows" >> beam.Flatten()
+            | "RouteKeptRows" >> beam.FlatMap(route_kept, plan)
+            | "GroupKeptRows" >> beam.GroupByKey()
+            | "MergeKeptRows" >> beam.FlatMap(merge_kept, plan)
+            | "CollectMerges" >> beam.combiners.ToList()
+            | "SortMerges" >> beam.Map(collect_merges, plan)
+        )
+        merges_view = beam.pvalue.AsSingleton(merges)
         sample = decided.sample | "ResidualSample" >> beam.CombineGlobally(
             KeptSampleFn(plan.residual_sample, plan.vectors.width))
         corrections = (answered.corrections, rechecked.corrections) | "AllCorrections" >> beam.Flatten()
@@ -174,10 +187,15 @@ class DedupParquet(beam.PTransform):
             {"decisions": decided.decisions, "corrections": corrections}
             | "JoinDecisions" >> beam.CoGroupByKey()
             | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), beam.pvalue.AsSingleton(sample),
-                                          beam.pvalue.AsSingleton(merged)).with_outputs(
-                DEDUPLICATED, "counts", main=ANNOTATED)
+                                          beam.pvalue.AsSingleton(merged), merges_view).with_outputs(
+                DEDUPLICATED, "counts", "pairs", main=ANNOTATED)
         )
-        pairs = (decided.pairs, answered.pairs, rechecked.pairs) | "AllPairs" >> beam.Flatten()
+        pairs = (
+            (decided.pairs, answered.pairs, rechecked.pairs)
+            | "AllPairs" >> beam.Flatten()
+            | "DropMergedPairs" >> beam.FlatMap(drop_merged_pairs, merges_view)
+        )
+        pairs = (pairs, annotated.pairs) | "FinalPairs" >> beam.Flatten()
         written = [
             annotated[ANNOTATED]
             | "WriteAnnotated" >> WriteParquetShards(plan.temp_dir(ANNOTATED), plan.annotated_schema, plan.compression)
@@ -235,7 +253,8 @@ def summarize(manifest: dict, seconds: float) -> str:
         f"{residual['with_kept_duplicate']} of {residual['sample_kept_rows']:,} sampled kept rows still have a "
         f"kept duplicate ({residual['rate']:.2%})",
         f"partitions {parts['count']:,} (margin {parts['margin']}, {parts['guest_rows']:,} guest rows, largest "
-        f"{parts['largest']:,}); {parts['rows_corrected']:,} rows settled across partitions",
+        f"{parts['largest']:,}); {parts['rows_corrected']:,} rows settled across partitions, "
+        f"{parts['kept_rows_merged']:,} kept rows merged",
     ]
     for entry in manifest["sweep"]:
         lines.append(f"sweep      >= {entry['threshold']:<5}  kept {entry['rows_kept']:,}  removed {entry['rows_removed']:,}")

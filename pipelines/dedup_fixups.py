@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow as pa
 
 from ae_tf.duplicates import Decisions, PartitionRows, PartitionStats, max_similarity_to, recheck_orphans
-from ae_tf.greedy import unit_rows32
+from ae_tf.greedy import cosine64, decision_margin, unit_rows32
 from pipelines import progress
+from pipelines.dedup_merge import Merges
 from pipelines.dedup_plan import DEDUPLICATED, DedupPlan
 from pipelines.dedup_steps import KeptSample, RowBlock, empty_sample
 from pipelines.parquet import METRICS_NAMESPACE, InputError, open_parquet
@@ -95,6 +96,8 @@ class RecheckOrphansDoFn(beam.DoFn):
         exact = ~now_kept & (every.hashes[rep_at] == orphan_rows.hashes)
         sims = np.where(now_kept, np.nan, similarity).astype(np.float32)
         yield from _by_split(Corrections(orphan_rows.rows, rep, sims, exact), plan)
+        stay = np.flatnonzero(now_kept)
+        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(orphan_rows.take(stay), orphan_ids.take(pa.array(stay)))))
         removed = np.flatnonzero(~now_kept)
         pairs = pa.RecordBatch.from_arrays(
             [every_ids.take(pa.array(rep_at[removed])), orphan_ids.take(pa.array(removed)),
@@ -112,18 +115,21 @@ class SplitCounts:
     corrected: int = 0  # rows whose representative was removed in its own partition: joined another
     corrected_kept: int = 0  # ... or kept
     exact_removed: int = 0
+    merged: int = 0  # kept rows merged into an earlier kept row of another partition
+    merged_members_kept: int = 0  # their members below the threshold to the new kept row, kept instead
     residual_best: np.ndarray | None = None  # per residual-sample row: highest cosine to another kept row
 
 
 class AnnotateSplitDoFn(beam.DoFn):
     """(split, {decisions, corrections}) + the residual sample -> the split's rows read again and annotated
-    (main, keyed by split), its kept rows ("deduplicated"), and its counts ("counts")."""
+    (main, keyed by split), its kept rows ("deduplicated"), pairs changed by merges ("pairs"), and its
+    counts ("counts")."""
 
     def __init__(self, plan: DedupPlan):
         self._plan = plan
         self._written = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
 
-    def process(self, element, sample: KeptSample, merged: tuple[np.ndarray, np.ndarray]):
+    def process(self, element, sample: KeptSample, merged: tuple[np.ndarray, np.ndarray], merges: Merges):
         split, grouped = element
         plan = self._plan
         decided = list(grouped["decisions"])
@@ -147,13 +153,14 @@ class AnnotateSplitDoFn(beam.DoFn):
             batches = reader.iter_batches(batch_size=plan.batch_rows, row_groups=info.row_groups,
                                           columns=plan.output_columns)
             for batch in batches:
-                yield from self._annotate(split, batch, start, rows_sorted, order, decisions, sample, counts, merged)
+                yield from self._annotate(split, batch, start, rows_sorted, order, decisions, sample, counts, merged,
+                                          merges)
                 start += batch.num_rows
         except (pa.ArrowException, OSError) as err:
             raise InputError(f"{info.path}: cannot read Parquet data ({str(err).splitlines()[0]})") from err
         yield beam.pvalue.TaggedOutput("counts", counts)
 
-    def _annotate(self, split, batch, start, rows_sorted, order, decisions, sample, counts, merged):
+    def _annotate(self, split, batch, start, rows_sorted, order, decisions, sample, counts, merged, merges):
         plan = self._plan
         n = batch.num_rows
         wanted = np.arange(start, start + n, dtype=np.int64)
@@ -164,6 +171,12 @@ class AnnotateSplitDoFn(beam.DoFn):
         cluster = decisions.representative[idx].copy() if n else np.zeros(0, dtype=np.int64)
         keep = decisions.kept[idx].copy() if n else np.zeros(0, dtype=bool)
         similarity = decisions.max_similarity[idx].copy() if n else np.zeros(0, dtype=np.float32)
+        exact = decisions.exact[idx].copy() if n else np.zeros(0, dtype=bool)
+        units = None
+        if n and len(merges.rows):
+            units, _ = unit_rows32(plan.vectors.matrix(batch.select([plan.vectors.column]), split, start))
+            yield from self._apply_merges(split, batch, wanted, units, cluster, keep, similarity, exact, merges,
+                                          counts)
         nodes, component = merged
         if len(nodes) and n:  # --clusters connected: one kept row (the smallest row number) per component
             at_node = np.minimum(np.searchsorted(nodes, cluster), len(nodes) - 1)
@@ -176,9 +189,10 @@ class AnnotateSplitDoFn(beam.DoFn):
             corrected = decisions.fallback[idx] == -2
             counts.corrected += int(corrected.sum())
             counts.corrected_kept += int((corrected & keep).sum())
-            counts.exact_removed += int((decisions.exact[idx] & ~keep).sum())
+            counts.exact_removed += int((exact & ~keep).sum())
         if len(sample.rows) and keep.any():
-            units, _ = unit_rows32(plan.vectors.matrix(batch.select([plan.vectors.column]), split, start))
+            if units is None:
+                units, _ = unit_rows32(plan.vectors.matrix(batch.select([plan.vectors.column]), split, start))
             best = max_similarity_to(sample.units, sample.rows, units[keep], wanted[keep])
             counts.residual_best = np.maximum(counts.residual_best, best)
         progress.add(f"dedup-{plan.run_id}", n)
@@ -193,6 +207,38 @@ class AnnotateSplitDoFn(beam.DoFn):
         yield split, annotated
         kept = pa.RecordBatch.from_arrays(columns, schema=plan.deduplicated_schema).filter(pa.array(keep))
         yield beam.pvalue.TaggedOutput(DEDUPLICATED, (split, kept))
+
+
+    def _apply_merges(self, split, batch, wanted, units, cluster, keep, similarity, exact, merges: Merges, counts):
+        """Kept rows merged into an earlier kept row follow it; so do their members at >= threshold to it,
+        the others are kept. Yields the new pairs ("pairs")."""
+        plan = self._plan
+        merged, at = merges.find(wanted)
+        merged &= keep
+        keep[merged], cluster[merged] = False, merges.targets[at[merged]]
+        similarity[merged], exact[merged] = merges.similarity[at[merged]], merges.exact[at[merged]]
+        member, via = merges.find(cluster)
+        member &= ~keep & ~merged
+        moved = np.zeros(len(wanted), dtype=bool)
+        if member.any():
+            rows = np.flatnonzero(member)
+            sims = cosine64(units[rows], merges.target_units[via[rows]])
+            ok = sims >= plan.threshold + decision_margin(units.shape[1])
+            moved[rows[ok]] = True
+            cluster[rows[ok]], similarity[rows[ok]] = merges.targets[via[rows[ok]]], sims[ok]
+            exact[rows[ok]] = (units[rows[ok]] == merges.target_units[via[rows[ok]]]).all(axis=1)
+            stay = rows[~ok]
+            keep[stay], cluster[stay], similarity[stay], exact[stay] = True, wanted[stay], np.nan, False
+        counts.merged += int(merged.sum())
+        counts.merged_members_kept += int((member & ~moved).sum())
+        new = np.flatnonzero(merged | moved)
+        if len(new):
+            own_ids = batch.column(plan.id_column).cast(plan.id_type).take(pa.array(new))
+            target = np.where(merged[new], at[new], via[new])
+            pairs = pa.RecordBatch.from_arrays(
+                [merges.target_ids.take(pa.array(target)), own_ids, pa.array(similarity[new].astype(np.float32)),
+                 pa.array(exact[new]), pa.array(np.ones(len(new), dtype=bool))], schema=plan.pairs_schema)
+            yield beam.pvalue.TaggedOutput("pairs", (2 * plan.partitions + len(plan.vectors.splits) + split, pairs))
 
 
 class KeptSampleFn(beam.CombineFn):
@@ -234,7 +280,7 @@ class SumFn(beam.CombineFn):
             acc.residual_best if element.residual_best is None else np.maximum(acc.residual_best, element.residual_best))
         return SplitCounts(acc.rows + element.rows, acc.kept + element.kept, acc.corrected + element.corrected,
                            acc.corrected_kept + element.corrected_kept, acc.exact_removed + element.exact_removed,
-                           best)
+                           acc.merged + element.merged, acc.merged_members_kept + element.merged_members_kept, best)
 
     def merge_accumulators(self, accumulators):
         out = self.create_accumulator()

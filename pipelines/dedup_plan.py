@@ -30,7 +30,7 @@ SUMMARY_NAME = "summary.json"
 SAMPLE_ROWS = 10_000  # rows deduplicated at launch to place the centroids
 WORK_PER_PARTITION = 3e7  # rows x kept rows compared in one partition (~0.3-1 s of matrix products)
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
-MISSED_REAL = 0.003  # of the sample's duplicate pairs
+MISSED_REAL = 0.001  # of the sample's duplicate pairs
 MISSED_MADE = 0.05  # of pairs at exactly the threshold
 LSH_FLAGS = ("--recall", "--bands", "--rows-per-band", "--rounds", "--max-bucket")
 
@@ -65,7 +65,7 @@ def dedup_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--margin", type=float, default=None,
                         help="a row is also compared in up to --max-guests other partitions whose centroid "
                              "cosine is within this of its own (default: chosen on the launch sample, see README)")
-    parser.add_argument("--max-guests", type=int, default=4, help="(default: %(default)s)")
+    parser.add_argument("--max-guests", type=int, default=6, help="(default: %(default)s)")
     parser.add_argument("--residual-sample", type=int, default=2000,
                         help="kept rows checked exactly against all kept rows for the summary (default: %(default)s)")
     for flag in LSH_FLAGS:
@@ -92,7 +92,7 @@ class DedupPlan:
     clusters: str = "greedy"
     max_pairs_per_row: int = 0
     seed: int = 0
-    max_guests: int = 4
+    max_guests: int = 6
     residual_sample: int = 2000
     batch_rows: int = 65536
     compression: str = "zstd"
@@ -118,7 +118,7 @@ class DedupPlan:
 
     @property
     def output_columns(self) -> list[str]:
-        return list(dict.fromkeys([*self.keep_columns, self.vectors.column]))
+        return list(dict.fromkeys([*self.keep_columns, self.vectors.column, self.id_column]))
 
     @property
     def split_starts(self) -> np.ndarray:
@@ -134,7 +134,7 @@ class DedupPlan:
         return f"{self.dataset_dir(name)}/{TEMP_DIR}/{self.run_id}"
 
     def num_shards(self, name: str) -> int:
-        return self.partitions + len(self.vectors.splits) if name == PAIRS else len(self.vectors.splits)
+        return 2 * (self.partitions + len(self.vectors.splits)) if name == PAIRS else len(self.vectors.splits)
 
     def _metadata(self) -> dict:
         metadata = {k: v for k, v in (self.vectors.schema.metadata or {}).items() if k.startswith(b"ae_tf.")}
@@ -178,6 +178,7 @@ class Placement:
     estimated_kept: int
     missed_pairs: float  # share of the sample's duplicate pairs whose kept row the other row's partition lacks
     missed_made_pairs: float  # the same for pairs made at exactly the threshold from sample rows
+    second_centroids: np.ndarray | None = None  # another seed: routes the kept rows for the last merge
 
 
 def _pair_misses(earlier: np.ndarray, later: np.ndarray, centroids: np.ndarray, margin: float,
@@ -211,8 +212,8 @@ def place_partitions(sample: np.ndarray, rows: int, threshold: float, partitions
     units, zero = unit_rows32(sample)
     units = units[~zero]
     if len(units) < 2:
-        return Placement(np.zeros((1, sample.shape[1]), dtype=np.float32), 0.0, len(units), len(units), rows, 0.0,
-                         0.0)
+        one = np.zeros((1, sample.shape[1]), dtype=np.float32)
+        return Placement(one, 0.0, len(units), len(units), rows, 0.0, 0.0, one)
     result = greedy_representatives(units, threshold)
     kept = result.rows_kept
     half = int(result.kept[: len(units) // 2].sum())  # greedy on the first half decides its rows the same way
@@ -238,14 +239,16 @@ def place_partitions(sample: np.ndarray, rows: int, threshold: float, partitions
                 margin = candidate
                 break
     real_missed, made_missed = misses(margin)
-    return Placement(centroids, margin, len(units), kept, estimated, real_missed, made_missed)
+    merge_partitions = max(1, min(len(centroids), math.ceil(estimated / math.sqrt(WORK_PER_PARTITION))))
+    second = fit_spherical_kmeans(units[result.kept], merge_partitions, seed + 1)
+    return Placement(centroids, margin, len(units), kept, estimated, real_missed, made_missed, second)
 
 
 def plan_dedup(input_pattern: str, output_dir: str, column: str = "embedding", id_column: str = "id",
                keep_columns: Sequence[str] | None = None, threshold: float = 0.95,
                sweep: str | Sequence[float] | None = (), keep_policy: str = "first",
                priority: Sequence[str] | None = None, clusters: str = "greedy", max_pairs_per_row: int = 0,
-               seed: int = 0, partitions: int | None = None, margin: float | None = None, max_guests: int = 4,
+               seed: int = 0, partitions: int | None = None, margin: float | None = None, max_guests: int = 6,
                residual_sample: int = 2000, batch_rows: int = 65536, max_rows_per_split: int = 2_000_000,
                compression: str = "zstd", overwrite: bool = False) -> DedupPlan:
     """Check inputs and flags, place the partitions, prepare the output; one-line errors."""
