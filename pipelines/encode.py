@@ -7,7 +7,8 @@ the model (AutoencoderModelHandler, loaded once per worker), called on sub-batch
 `--model-batch-rows` rows (automatic: sized from the network against a memory budget) -> kept columns +
 embedding + reconstruction_error (rows that cannot be encoded -> _rejected/ with the reason) -> one
 temporary shard per split -> published under final names -> `_SUCCESS` manifest written last.
-Rows are checked in the same step that encodes them: image files are decoded once, by the model, whose
+Reading runs a batch ahead and writing a batch behind, on threads, so they overlap the model
+(pipelines.overlap). Rows are checked in the same step that encodes them: image files are decoded once, by the model, whose
 `prepare_images` signature flags the files that do not decode.
 """
 
@@ -321,7 +322,7 @@ class EncodeParquet(beam.PTransform):
         encoded = (
             pbegin
             | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True,
-                                                  progress_key=f"encode-{plan.run_id}")
+                                                  progress_key=f"encode-{plan.run_id}", prefetch=1)
             | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_outputs(
                 REJECTED, main="rows").with_output_types(BATCH)
         )
@@ -334,7 +335,7 @@ class EncodeParquet(beam.PTransform):
             encoded.rows
             | "WriteShards" >> WriteParquetShards(
                 f"{plan.temp_dir}/main", plan.schema, plan.compression, stats_column=RECONSTRUCTION_ERROR,
-                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None)
+                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None, background=True)
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, beam.pvalue.AsList(rejected), plan, utc_now())
         )
