@@ -4,7 +4,11 @@ Signatures (all take `features`: the stored values, raw; normalisation and image
   encode / serving_default -> embedding [rows, k]
   decode (embedding)       -> reconstruction [rows, width] in raw scale, or [rows, h, w, c] in [0, 1]
   score                    -> reconstruction_error [rows]
-  encode_and_score         -> both, in one pass (what the Beam pipeline calls)
+  encode_and_score         -> both, in one pass
+  prepare_images           -> images [rows, h, w, c] in [0, 1] and valid [rows] (image bytes only): each file
+                              decoded once, a file that does not decode flagged instead of failing the call
+  encode_and_score_images  -> embedding and reconstruction_error of prepared images (image bytes only);
+                              with prepare_images, what the Beam pipeline calls on image models
   sample (n, VAE only)     -> samples: n rows (or images) decoded from codes drawn from the prior
 `features` is float32 [rows, width] for numeric features, tf.string [rows] of encoded files (PNG, JPEG,
 ...) for image-bytes features, float32 [rows, h*w*c] for images stored as pixel arrays.
@@ -66,7 +70,9 @@ def library_versions() -> dict:
 def _signature_functions(model, spec):
     import tensorflow as tf
 
-    from ae_tf.images import model_input_signature
+    from ae_tf.features import IMAGE
+    from ae_tf.image_validity import decode_images_checked
+    from ae_tf.images import BYTES, model_input_signature
 
     features = model_input_signature(spec)
     code = tf.TensorSpec([None, model.config.code_size], tf.float32, name="embedding")
@@ -80,7 +86,7 @@ def _signature_functions(model, spec):
     def score(features):
         return {"reconstruction_error": model.score(features)}
 
-    def encode_and_score(features):
+    def encode_and_score(features):  # also takes prepared images: the input layer passes rank 4 through
         embedding, error = model.encode_and_score(features)
         return {"embedding": embedding, "reconstruction_error": error}
 
@@ -91,6 +97,14 @@ def _signature_functions(model, spec):
         ("score", score, features),
         ("encode_and_score", encode_and_score, features),
     ]
+    if spec.kind == IMAGE and spec.image.encoding == BYTES:
+        def prepare_images(features):
+            images, valid = decode_images_checked(features, spec.image)
+            return {"images": images, "valid": valid}
+
+        images = tf.TensorSpec([None, *spec.image.shape], tf.float32, name="images")
+        functions += [("prepare_images", prepare_images, features),
+                      ("encode_and_score_images", encode_and_score, images)]
     if hasattr(model, "sample"):
         def sample(n):
             return {"samples": model.sample(n)}
@@ -106,6 +120,7 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
 
     if model_dir_exists(model_dir) and not overwrite:
         raise ModelDirError(f"{model_dir}: already exists; choose a new path or pass --overwrite")
+    from ae_tf.batching import activation_floats_per_row
     from ae_tf.features import FeatureSpec
 
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
@@ -117,6 +132,8 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         "versions": library_versions(),
         **metadata,
         "signatures": [name for name, _, _ in _signature_functions(model, spec)],
+        # what sizes the encoder's sub-batches (ae_tf.batching)
+        "inference": {"activation_floats_per_row": activation_floats_per_row(model)},
     }
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -244,15 +244,16 @@ def _numeric_values(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(np.float64, copy=False), np.zeros(len(col), dtype=bool)
 
 
-def validate_rows(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec) -> RowCheck:
+def validate_rows(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, decode_images: bool = True) -> RowCheck:
     """Find rows that cannot be encoded (nulls, wrong vector length, NaN/inf, non-numeric text).
 
-    Vectorised per column; only the invalid rows get a per-row reason string.
+    Vectorised per column; only the invalid rows get a per-row reason string. Image bytes are decoded to
+    check them unless `decode_images` is False (the model's own decode pass will flag them instead).
     """
-    if spec.kind == IMAGE:  # decodes each image once, with the model's own decoder
-        from ae_tf.images import image_row_validity
+    if spec.kind == IMAGE:
+        from ae_tf.image_validity import image_row_validity
 
-        return image_row_validity(_column(batch, spec.columns[0]), spec)
+        return image_row_validity(_column(batch, spec.columns[0]), spec, decode=decode_images)
     n = batch.num_rows
     reasons = np.full(n, None, dtype=object)
     if spec.kind == VECTOR:

@@ -9,35 +9,26 @@ Two storage forms are accepted:
 Either way the model sees float32 [rows, height, width, channels] scaled to [0, 1]; training and serving
 run the same TensorFlow functions below (`to_model_space`), so they see identical numbers.
 
-A row that cannot be decoded would fail a whole batch inside the model; `image_row_validity` finds such
-rows (with a reason each) so a pipeline can route them elsewhere and encode the rest.
+A row that cannot be decoded would fail a whole batch inside the model's `encode`; the SavedModel's
+`prepare_images` signature decodes with a per-row validity flag instead (`decode_images_checked`), and
+ae_tf.image_validity names the reason, so a pipeline can route such rows elsewhere and encode the rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ae_tf.features import IMAGE, VECTOR, FeatureError, FeatureSpec, RowCheck, features_to_array
+from ae_tf.features import IMAGE, VECTOR, FeatureError, FeatureSpec, features_to_array
 
 BYTES = "bytes"
 ARRAY = "array"
 MAX_DEFAULT_SIDE = 256  # a default image size taken from the data is capped here; --image-size overrides
-
-# Leading bytes of the formats TensorFlow's decode_image reads.
-_SIGNATURES = {
-    "PNG": (b"\x89PNG\r\n\x1a\n",),
-    "JPEG": (b"\xff\xd8\xff",),
-    "GIF": (b"GIF87a", b"GIF89a"),
-    "BMP": (b"BM",),
-}
-
 
 @dataclasses.dataclass(frozen=True)
 class ImageSpec:
@@ -250,7 +241,7 @@ def check_image_schema(schema: pa.Schema, spec: FeatureSpec, source: str = "inpu
 def image_features(column: pa.Array | pa.ChunkedArray, spec: FeatureSpec, source: str = "input") -> np.ndarray:
     """Arrow column -> model input: object array of bytes [rows] (bytes) or float32 [rows, h*w*c] (array).
 
-    Nulls raise a FeatureError naming the row; undecodable bytes are found by `image_row_validity`.
+    Nulls raise a FeatureError naming the row; undecodable bytes are found by ae_tf.image_validity.
     """
     name = spec.columns[0]
     if spec.image.encoding == ARRAY:
@@ -261,90 +252,6 @@ def image_features(column: pa.Array | pa.ChunkedArray, spec: FeatureSpec, source
         row = int(np.flatnonzero(data.is_null().to_numpy(zero_copy_only=False))[0])
         raise FeatureError(f"{source}: column {name!r} has no image at row {row} (null)")
     return data.to_numpy(zero_copy_only=False)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Finding rows that cannot be decoded
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _format_of(data: bytes) -> str | None:
-    for name, prefixes in _SIGNATURES.items():
-        if data.startswith(prefixes):
-            return name
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WebP"
-    return None
-
-
-def image_row_validity(column: pa.Array | pa.ChunkedArray, spec: FeatureSpec) -> RowCheck:
-    """Which rows of an image column the model can decode, and why not for the others.
-
-    Cheap checks first (null, empty, unknown format), then every remaining row is decoded with the very
-    TensorFlow function the SavedModel runs, in a tf.data pass that drops failures instead of stopping, so
-    a truncated or corrupt file is caught exactly when the model would fail on it. Array-encoded images
-    are checked for nulls, lengths and finite values instead.
-    """
-    if spec.image.encoding == ARRAY:
-        return _array_row_validity(column, spec)
-    import tensorflow as tf
-
-    data = bytes_column(column)
-    reasons = np.full(len(data), None, dtype=object)
-    values = data.to_pylist()  # one bytes object per row: the decoder needs them anyway
-    candidates = []
-    for i, value in enumerate(values):
-        if value is None:
-            reasons[i] = "null: no image"
-        elif len(value) == 0:
-            reasons[i] = "empty bytes"
-        elif _format_of(value) is None:
-            reasons[i] = f"not an image: unknown format (starts with {value[:8]!r})"
-        else:
-            candidates.append(i)
-    if candidates:
-        index = tf.constant(candidates, dtype=tf.int64)
-        strings = tf.constant([values[i] for i in candidates], dtype=tf.string)
-        decode = image_decoder(spec.image)
-        ds = (tf.data.Dataset.from_tensor_slices((index, strings))
-              .map(lambda i, s: (i, tf.reduce_sum(decode(s))), num_parallel_calls=tf.data.AUTOTUNE)
-              .ignore_errors())
-        decoded = {int(i) for i, _ in ds.as_numpy_iterator()}
-        for i in candidates:
-            if i not in decoded:
-                reasons[i] = f"corrupt or truncated {_format_of(values[i])} data: {_decode_message(values[i])}"
-    return RowCheck(valid=np.equal(reasons, None), reasons=reasons)
-
-
-def _decode_message(value: bytes) -> str:
-    """TensorFlow's own message for one failing image (run only for the few rows that failed)."""
-    import tensorflow as tf
-
-    try:
-        tf.io.decode_image(value, expand_animations=False)
-    except tf.errors.OpError as err:
-        message = re.sub(r"\{\{[^}]*\}\}\s*|\s*\[Op:\w+\]", "", err.message.splitlines()[0])
-        return message.strip()[:200]
-    return "decoder failed"
-
-
-def _array_row_validity(column: pa.Array | pa.ChunkedArray, spec: FeatureSpec) -> RowCheck:
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    reasons = np.full(len(column), None, dtype=object)
-    nulls = column.is_null().to_numpy(zero_copy_only=False)
-    lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy(zero_copy_only=False)
-    for i in np.flatnonzero(nulls):
-        reasons[int(i)] = "null: no image"
-    for i in np.flatnonzero(~nulls & (lengths != spec.image.input_width)):
-        reasons[int(i)] = f"holds {lengths[i]} values, expected {spec.image.input_width}"
-    ok = np.flatnonzero(~nulls & (lengths == spec.image.input_width))
-    if len(ok):
-        values = column.take(pa.array(ok)).flatten().cast(pa.float64())
-        matrix = pc.fill_null(values, np.nan).to_numpy(zero_copy_only=False).reshape(len(ok), -1)
-        for i in ok[~np.isfinite(matrix.astype(np.float64)).all(axis=1)]:
-            reasons[int(i)] = "null, NaN or infinite pixel value"
-    return RowCheck(valid=np.equal(reasons, None), reasons=reasons)
 
 
 # ---------------------------------------------------------------------------------------------------------

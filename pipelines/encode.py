@@ -3,9 +3,13 @@
     python -m pipelines.encode --model MODEL_DIR --input 'data/*.parquet' --output OUT_DIR [Beam options]
 
 Flow: footers planned at launch -> splits spread over workers -> whole Arrow record batches ->
-the model (AutoencoderModelHandler, loaded once per worker) -> kept columns + embedding +
-reconstruction_error (rows that cannot be encoded -> _rejected/ with the reason) -> one temporary
-shard per split -> published under final names -> `_SUCCESS` manifest written last.
+the model (AutoencoderModelHandler, loaded once per worker), called on sub-batches of
+`--model-batch-rows` rows (automatic: sized from the network against a memory budget) -> kept columns +
+embedding + reconstruction_error (rows that cannot be encoded -> _rejected/ with the reason) -> one
+temporary shard per split -> published under final names -> `_SUCCESS` manifest written last.
+Reading runs a batch ahead and writing a batch behind, on threads, so they overlap the model
+(pipelines.overlap). Rows are checked in the same step that encodes them: image files are decoded once, by the model, whose
+`prepare_images` signature flags the files that do not decode.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from apache_beam.utils import shared
 
 import ae_tf
 from ae_tf.anomaly import resolve_threshold
+from ae_tf.batching import auto_model_batch_rows
 from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
@@ -32,9 +37,9 @@ from ae_tf.embeddings import (
     output_schema,
 )
 from ae_tf.export import check_model_dir
-from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
+from ae_tf.features import FeatureError, FeatureSpec, check_schema
 from ae_tf.registry import resolve_model_dir
-from pipelines.coders import BATCH, KEYED_BATCH
+from pipelines.coders import BATCH
 from pipelines.inference import AutoencoderModelHandler
 from pipelines.launch import execute, main_with_summary, prepare_launch
 from pipelines.options import encode_arg_parser, split_args
@@ -91,6 +96,7 @@ class EncodePlan:
     anomaly_threshold: float | None = None
     anomaly_rule: str = ""
     run_id: str = ""
+    model_batch_rows: int = 0  # rows per model call, resolved at launch (automatic unless given)
 
     @property
     def rows_in(self) -> int:
@@ -133,17 +139,23 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
                 batch_rows: int = 65536, max_rows_per_split: int = 2_000_000, compression: str = "zstd",
                 overwrite: bool = False, skip_bad_files: bool = False,
                 max_rejected_fraction: float = 0.01, flag_anomalies: bool = False,
-                anomaly_threshold: float | None = None, anomaly_quantile: float | None = None) -> EncodePlan:
+                anomaly_threshold: float | None = None, anomaly_quantile: float | None = None,
+                model_batch_rows: int | None = None, model_memory_mb: float | None = None) -> EncodePlan:
     """Check model, inputs and output before launching; every problem is one line naming the path/column.
 
     With `skip_bad_files`, unreadable files and files whose schema does not fit are left out and listed in
-    the manifest instead of stopping the run.
+    the manifest instead of stopping the run. `model_batch_rows=None` sizes model calls automatically
+    from the model's activations against `model_memory_mb` (ae_tf.batching).
     """
     if not 0 <= max_rejected_fraction <= 1:
         raise InputError(f"--max-rejected-fraction must be within [0, 1], got {max_rejected_fraction}")
     model_dir = resolve_model_dir(model_dir)  # a registry -> its champion's version dir, fixed at launch
     metadata = check_model_dir(model_dir)
     spec = FeatureSpec.from_dict(metadata["feature_spec"])
+    try:
+        model_batch_rows = model_batch_rows or auto_model_batch_rows(metadata, model_memory_mb)
+    except ValueError as err:  # a budget that is not a positive number (flag or environment)
+        raise InputError(str(err)) from None
     threshold, rule = None, ""
     if flag_anomalies or anomaly_threshold is not None or anomaly_quantile is not None:
         threshold, rule = resolve_threshold(metadata, anomaly_threshold, anomaly_quantile)
@@ -185,10 +197,12 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
     return EncodePlan(model_dir, metadata["model_version"],
                       spec, tuple(f.path for f in kept_footers), tuple(splits), tuple(keep_columns), schema,
                       rejected_schema, output_dir, batch_rows, compression, max_rejected_fraction,
-                      tuple(skipped), threshold, rule, run_id=time.strftime("%Y%m%d-%H%M%S"))
+                      tuple(skipped), threshold, rule, run_id=time.strftime("%Y%m%d-%H%M%S"),
+                      model_batch_rows=model_batch_rows)
 
 
-def rejected_rows(rows: pa.RecordBatch, reasons: Sequence[str], source_file: str, schema: pa.Schema) -> pa.RecordBatch:
+def rejected_rows(rows: pa.RecordBatch, reasons: Sequence[str], source_file: str, schema: pa.Schema,
+                  source_rows: np.ndarray) -> pa.RecordBatch:
     """Kept columns of rejected rows + why + where they came from (file and row number in it)."""
     columns = []
     for field in schema:
@@ -196,43 +210,25 @@ def rejected_rows(rows: pa.RecordBatch, reasons: Sequence[str], source_file: str
             columns.append(pa.array(list(reasons), pa.string()))
         elif field.name == SOURCE_FILE:
             columns.append(pa.array([source_file] * rows.num_rows, pa.string()))
+        elif field.name == SOURCE_ROW:
+            columns.append(pa.array(np.asarray(source_rows, dtype=np.int64)))
         else:
             columns.append(rows.column(field.name))
     return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-class _ValidateRowsDoFn(beam.DoFn):
-    """Splits each batch: encodable rows go on, the others become dead-letter rows with a reason."""
-
-    def __init__(self, plan: EncodePlan):
-        self._plan = plan
-        self._rejected = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_rejected")
-
-    def process(self, element):
-        index, offset, batch = element
-        batch = batch.append_column(SOURCE_ROW, pa.array(np.arange(offset, offset + batch.num_rows, dtype=np.int64)))
-        check = validate_rows(batch, self._plan.spec)
-        if check.all_valid:
-            yield (index, offset), batch
-            return
-        keep = pa.array(check.valid)
-        if check.valid.any():
-            yield (index, offset), batch.filter(keep)
-        bad = batch.filter(pc.invert(keep))
-        self._rejected.inc(bad.num_rows)
-        yield beam.pvalue.TaggedOutput(REJECTED, (index, rejected_rows(
-            bad, check.reasons[~check.valid], self._plan.source_of(index), self._plan.rejected_schema)))
-
-
-def rejected_by_model(index: int, batch: pa.RecordBatch, error: Exception, plan: EncodePlan) -> tuple[int, pa.RecordBatch]:
+def rejected_by_model(index: int, offset: int, batch: pa.RecordBatch, error: Exception,
+                      plan: EncodePlan) -> tuple[int, pa.RecordBatch]:
     """A batch whose model call raised: every row of it is rejected with the error's first line."""
     reason = f"model error: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
-    return index, rejected_rows(batch, [reason] * batch.num_rows, plan.source_of(index), plan.rejected_schema)
+    return index, rejected_rows(batch, [reason] * batch.num_rows, plan.source_of(index), plan.rejected_schema,
+                                np.arange(offset, offset + batch.num_rows))
 
 
 class _EncodeBatchesDoFn(beam.DoFn):
-    """Runs the model on whole batches and lays out the output rows; a batch whose model call fails becomes
-    dead-letter rows instead of failing the job.
+    """Checks and encodes whole batches and lays out the output rows. Rows that cannot be encoded (nulls,
+    NaN, files that do not decode...) become dead-letter rows with a reason, and so does every row of a
+    batch whose model call fails, instead of failing the job.
 
     The model is loaded once per worker process (Shared, in setup) through AutoencoderModelHandler, the
     same handler that users can give to Beam's RunInference. Our pipeline calls it directly: RunInference
@@ -241,28 +237,39 @@ class _EncodeBatchesDoFn(beam.DoFn):
 
     def __init__(self, plan: EncodePlan):
         self._plan = plan
-        self._handler = AutoencoderModelHandler(plan.model_dir)
+        self._handler = AutoencoderModelHandler(plan.model_dir, model_batch_rows=plan.model_batch_rows)
         self._shared = shared.Shared()
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_encoded")
+        self._rejected = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_rejected")
         self._failed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "batches_failed_in_model")
         self._latency = beam.metrics.Metrics.distribution(METRICS_NAMESPACE, "model_call_ms_per_batch")
 
     def setup(self):
-        self._model = self._shared.acquire(self._handler.load_model, tag=f"ae_tf:{self._plan.model_dir}")
+        tag = f"ae_tf:{self._plan.model_dir}:{self._plan.model_batch_rows}"
+        self._model = self._shared.acquire(self._handler.load_model, tag=tag)
 
     def process(self, element):
-        (index, _offset), batch = element
+        index, offset, batch = element
+        plan = self._plan
         started = time.perf_counter()
         try:
-            embedding, error = self._model.encode(batch) if batch.num_rows else (
-                np.zeros((0, self._model.code_size), np.float32), np.zeros(0, np.float32))
+            result = self._model.encode_checked(batch)
         except Exception as err:  # routed to the dead letter output; the conservation check still holds
             self._failed.inc()
-            yield beam.pvalue.TaggedOutput(REJECTED, rejected_by_model(index, batch, err, self._plan))
+            yield beam.pvalue.TaggedOutput(REJECTED, rejected_by_model(index, offset, batch, err, plan))
             return
         self._latency.update(int((time.perf_counter() - started) * 1000))
+        check = result.check
+        if not check.all_valid:
+            keep = pa.array(check.valid)
+            bad = batch.filter(pc.invert(keep))
+            self._rejected.inc(bad.num_rows)
+            yield beam.pvalue.TaggedOutput(REJECTED, (index, rejected_rows(
+                bad, check.reasons[~check.valid], plan.source_of(index), plan.rejected_schema,
+                offset + np.flatnonzero(~check.valid))))
+            batch = batch.filter(keep)
         self._rows.inc(batch.num_rows)
-        yield index, encoded_batch(batch, embedding, error, self._plan.schema, self._plan.anomaly_threshold)
+        yield index, encoded_batch(batch, result.embedding, result.error, plan.schema, plan.anomaly_threshold)
 
 
 def publish(results: list[ShardResult], rejected: list[ShardResult], plan: EncodePlan, started: str) -> dict:
@@ -293,6 +300,7 @@ def publish(results: list[ShardResult], rejected: list[ShardResult], plan: Encod
         "rejected_shards": [f"{REJECTED_DIR}/{s['file']}" for s in rejected_shards],
         "skipped_files": [{"file": path, "reason": reason} for path, reason in plan.skipped_files],
         "keep_columns": list(plan.keep_columns), "started_at": started, "finished_at": utc_now(),
+        "model_batch_rows": plan.model_batch_rows,
         "anomalies": None if plan.anomaly_threshold is None else {
             "threshold": plan.anomaly_threshold, "rule": plan.anomaly_rule,
             "rows_flagged": sum(r.true_count for r in results)},
@@ -311,18 +319,15 @@ class EncodeParquet(beam.PTransform):
 
     def expand(self, pbegin):
         plan = self._plan
-        checked = (
+        encoded = (
             pbegin
             | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True,
-                                                  progress_key=f"encode-{plan.run_id}")
-            | "ValidateRows" >> beam.ParDo(_ValidateRowsDoFn(plan)).with_outputs(
-                REJECTED, main="valid").with_output_types(KEYED_BATCH)
+                                                  progress_key=f"encode-{plan.run_id}", prefetch=1)
+            | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_outputs(
+                REJECTED, main="rows").with_output_types(BATCH)
         )
-        encoded = checked.valid | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_outputs(
-            REJECTED, main="rows").with_output_types(BATCH)
         rejected = (
-            (checked[REJECTED], encoded[REJECTED])
-            | "MergeRejected" >> beam.Flatten()
+            encoded[REJECTED]
             | "WriteRejectedShards" >> WriteParquetShards(f"{plan.temp_dir}/{REJECTED}", plan.rejected_schema,
                                                           plan.compression)
         )
@@ -330,7 +335,7 @@ class EncodeParquet(beam.PTransform):
             encoded.rows
             | "WriteShards" >> WriteParquetShards(
                 f"{plan.temp_dir}/main", plan.schema, plan.compression, stats_column=RECONSTRUCTION_ERROR,
-                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None)
+                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None, background=True)
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, beam.pvalue.AsList(rejected), plan, utc_now())
         )
@@ -346,9 +351,10 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     plan = plan_encode(args.model, args.input, args.output, keep, args.batch_rows, args.max_rows_per_split,
                        args.compression, args.overwrite, args.skip_bad_files, args.max_rejected_fraction,
-                       args.flag_anomalies, args.anomaly_threshold, args.anomaly_quantile)
-    log.info("encoding %d rows from %d file(s) in %d split(s) with model %s%s",
-             plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version,
+                       args.flag_anomalies, args.anomaly_threshold, args.anomaly_quantile,
+                       args.model_batch_rows, args.model_memory_mb)
+    log.info("encoding %d rows from %d file(s) in %d split(s) with model %s, %d rows per model call%s",
+             plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version, plan.model_batch_rows,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
     return execute(prepare_launch(beam_args, save_main_session), lambda p: build_pipeline(p, plan), plan.output_dir,
                    f"encode-{plan.run_id}", "encode", args.progress_interval, test_pipeline,

@@ -22,17 +22,19 @@ ArrowBatch = pa.RecordBatch | pa.Table
 
 
 class AutoencoderModelHandler(ModelHandler[ArrowBatch, PredictionResult, BatchEncoder]):
-    """Loads an ae-tf model directory once per worker process and encodes Arrow batches.
+    """Loads an ae-tf model directory once per worker process and encodes Arrow batches (the model is
+    called on sub-batches of `model_batch_rows`, automatic by default: see ae_tf.batching).
 
     Each PredictionResult carries the input batch as `example` and, as `inference`, a RecordBatch with
     `embedding` (fixed_size_list<float32>[k]) and `reconstruction_error` (float32), row-aligned with it.
     """
 
-    def __init__(self, model_dir: str, **kwargs):
+    def __init__(self, model_dir: str, model_batch_rows: int | None = None, **kwargs):
         # Elements are already batches: RunInference should hand them over one at a time.
         kwargs.setdefault("max_batch_size", 1)
         super().__init__(**kwargs)
         self._model_dir = model_dir
+        self._model_batch_rows = model_batch_rows  # rows per model call; None: sized automatically
         self._max_batch_size = kwargs["max_batch_size"]
 
     @property
@@ -43,7 +45,7 @@ class AutoencoderModelHandler(ModelHandler[ArrowBatch, PredictionResult, BatchEn
         return read_metadata(self._model_dir)
 
     def load_model(self) -> BatchEncoder:
-        return BatchEncoder.load(self._model_dir)
+        return BatchEncoder.load(self._model_dir, self._model_batch_rows)
 
     def run_inference(self, batch: Sequence[ArrowBatch], model: BatchEncoder,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:

@@ -23,7 +23,8 @@ def encode_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="output directory: part-*.parquet and _SUCCESS")
     parser.add_argument("--keep-columns", default=None,
                         help="comma-separated columns copied to the output (default: every non-feature column)")
-    add_output_flags(parser, batch_help="rows per Arrow batch sent to the model")
+    add_output_flags(parser, batch_help="rows per Arrow batch read")
+    add_model_batch_flags(parser)
     parser.add_argument("--flag-anomalies", action="store_true",
                         help="add is_anomaly: reconstruction error above the model's calibrated threshold "
                              "(99th percentile of validation error, from its metadata)")
@@ -39,6 +40,27 @@ def encode_arg_parser() -> argparse.ArgumentParser:
                              "be encoded (default: %(default)s)")
     add_gpu_flag(parser)
     return parser
+
+
+def _model_batch_rows(text: str) -> int | None:
+    from ae_tf.batching import parse_model_batch_rows
+
+    try:
+        return parse_model_batch_rows(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_model_batch_flags(parser: argparse.ArgumentParser) -> None:
+    """`--model-batch-rows` and the memory budget that sizes it when automatic (ae_tf.batching)."""
+    from ae_tf.batching import DEFAULT_MEMORY_MB, MEMORY_ENV
+
+    parser.add_argument("--model-batch-rows", type=_model_batch_rows, default=None, metavar="auto|N",
+                        help="rows per model call, whatever --batch-rows is; auto sizes it from the model's "
+                             "activations against --model-memory-mb (default: auto; the value used is in _SUCCESS)")
+    parser.add_argument("--model-memory-mb", type=float, default=None,
+                        help=f"memory budget of one model call when --model-batch-rows is auto (default: "
+                             f"${MEMORY_ENV} or {DEFAULT_MEMORY_MB})")
 
 
 def add_progress_flag(parser: argparse.ArgumentParser) -> None:

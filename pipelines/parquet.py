@@ -28,6 +28,7 @@ from ae_tf import interrupts
 from pipelines import progress
 from pipelines.coders import BATCH, OFFSET_BATCH
 from pipelines.output_files import is_local, write_bytes
+from pipelines.overlap import BackgroundCalls, prefetched
 
 MANIFEST = "_SUCCESS"
 TEMP_DIR = "_temporary"
@@ -133,11 +134,13 @@ def plan_splits(files: Sequence[str], max_rows_per_split: int = 2_000_000) -> tu
 class _ReadSplitDoFn(beam.DoFn):
     """Yields (split index, RecordBatch), or (split index, first row's offset in the file, RecordBatch).
 
-    An empty split still yields one empty batch so that it gets a shard.
+    An empty split still yields one empty batch so that it gets a shard. With `prefetch`, a thread reads
+    that many batches ahead while the downstream steps work (pipelines.overlap).
     """
 
     def __init__(self, columns: Sequence[str], batch_rows: int, with_offsets: bool = False,
-                 progress_key: str | None = None):
+                 progress_key: str | None = None, prefetch: int = 0):
+        self._prefetch = prefetch
         self._columns = list(columns)
         self._batch_rows = batch_rows
         self._with_offsets = with_offsets
@@ -153,6 +156,8 @@ class _ReadSplitDoFn(beam.DoFn):
                 offset = sum(reader.metadata.row_group(i).num_rows for i in range(split.row_groups[0]))
             batches = reader.iter_batches(batch_size=self._batch_rows, row_groups=split.row_groups,
                                           columns=self._columns)
+            if self._prefetch:
+                batches = prefetched(batches, self._prefetch)
             emitted = False
             for batch in batches:
                 self._rows.inc(batch.num_rows)
@@ -176,11 +181,13 @@ class ReadParquetBatches(beam.PTransform):
 
     With `with_offsets=True` elements are (split index, row offset in the file, RecordBatch).
     `progress_key` names the tally (pipelines.progress) that a local run's progress line reads.
+    `prefetch` batches are read ahead by a background thread (0: none).
     """
 
     def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = 65536,
-                 with_offsets: bool = False, progress_key: str | None = None):
+                 with_offsets: bool = False, progress_key: str | None = None, prefetch: int = 0):
         super().__init__()
+        self._prefetch = prefetch
         self._splits = list(splits)
         self._columns = list(columns)
         self._batch_rows = batch_rows
@@ -195,7 +202,8 @@ class ReadParquetBatches(beam.PTransform):
             | "PlanSplits" >> beam.Create(self._splits)
             | "SpreadSplits" >> beam.Reshuffle()
             | "ReadRecordBatches" >> beam.ParDo(
-                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets, self._progress_key)
+                _ReadSplitDoFn(self._columns, self._batch_rows, self._with_offsets, self._progress_key,
+                               self._prefetch)
             ).with_output_types(OFFSET_BATCH if self._with_offsets else BATCH)
         )
 
@@ -254,7 +262,8 @@ class _WriteShardsDoFn(beam.DoFn):
     """Writes each split's batches to its own temporary file; unique names per bundle attempt."""
 
     def __init__(self, temp_dir: str, schema: pa.Schema, compression: str, stats_column: str | None,
-                 count_column: str | None):
+                 count_column: str | None, background: bool = False):
+        self._background = background
         self._temp_dir = temp_dir
         self._schema = schema
         self._compression = compression
@@ -264,6 +273,7 @@ class _WriteShardsDoFn(beam.DoFn):
 
     def start_bundle(self):
         self._writers: dict[int, _ParquetShardWriter] = {}
+        self._calls: dict[int, BackgroundCalls] = {}
         self._attempt = uuid.uuid4().hex[:12]
 
     def process(self, element):
@@ -276,11 +286,18 @@ class _WriteShardsDoFn(beam.DoFn):
             schema = self._schema or batch.schema
             writer = self._writers[index] = _ParquetShardWriter(path, schema, self._compression,
                                                                        self._stats_column, self._count_column)
-        writer.write(batch)
+            if self._background:
+                self._calls[index] = BackgroundCalls(writer.write)
+        if self._background:
+            self._calls[index].submit(batch)
+        else:
+            writer.write(batch)
         self._rows.inc(batch.num_rows)
 
     def finish_bundle(self):
         for index, writer in self._writers.items():
+            if index in self._calls:
+                self._calls.pop(index).close()
             writer.close()
             yield window.GlobalWindows.windowed_value(ShardResult(
                 index, writer.path, writer.rows, writer.value_sum, writer.value_max, writer.true_count))
@@ -294,12 +311,14 @@ class WriteParquetShards(beam.PTransform):
     at run time (PCA's `reduced` width chosen by `--variance`).
 
     `stats_column` names a float column whose sum and max each shard reports, `count_column` a boolean
-    column whose true values it counts (for the manifest).
+    column whose true values it counts (for the manifest). `background` writes on a thread, one batch
+    behind, so compression overlaps the steps before it.
     """
 
     def __init__(self, temp_dir: str, schema: pa.Schema | None, compression: str = "zstd",
-                 stats_column: str | None = None, count_column: str | None = None):
+                 stats_column: str | None = None, count_column: str | None = None, background: bool = False):
         super().__init__()
+        self._background = background
         self._temp_dir = temp_dir
         self._schema = schema
         self._compression = compression
@@ -309,7 +328,7 @@ class WriteParquetShards(beam.PTransform):
     def expand(self, batches):
         return batches | "WriteShardFiles" >> beam.ParDo(
             _WriteShardsDoFn(self._temp_dir, self._schema, self._compression, self._stats_column,
-                             self._count_column))
+                             self._count_column, self._background))
 
 
 def _left_by_unfinished_run(output_dir: str) -> bool:

@@ -63,3 +63,21 @@ def write_image_dataset(directory, rows: int = 240, seed: int = 0, struct: bool 
     path = os.path.join(str(directory), "struct.parquet" if struct else "images.parquet")
     pq.write_table(table, path, row_group_size=64)
     return path
+
+
+def export_untrained_conv(model_dir: str, side: int, filters: tuple[int, ...], code_size: int) -> None:
+    """A conv model for side x side RGB image bytes, exported with its initial weights: for tests of memory
+    and batching, which do not depend on what the weights are (training at 256x256 on a CPU is slow)."""
+    from ae_tf.export import export_model
+    from ae_tf.features import IMAGE, FeatureSpec
+    from ae_tf.images import ImageSpec
+    from ae_tf.models.config import ModelConfig
+    from ae_tf.models.factory import build_model, input_layer
+
+    image = ImageSpec(side, side, 3)
+    spec = FeatureSpec(IMAGE, ("image",), image.size, image=image)
+    prepare, normalization = input_layer(spec)
+    model = build_model(ModelConfig(code_size=code_size, family="conv", filters=filters), spec, prepare)
+    model(np.zeros((1, *image.shape), np.float32))
+    export_model(model, model_dir, {"family": "conv", "code_size": code_size, "feature_spec": spec.to_dict(),
+                                    "normalization": normalization, "model": model.describe()})

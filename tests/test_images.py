@@ -14,6 +14,7 @@ import tensorflow as tf
 from conftest import read_output
 from image_data import encode, image_rows, pattern, write_image_dataset
 
+from ae_tf import image_validity
 from ae_tf.embeddings import embedding_array, embedding_matrix
 from ae_tf.encoder import BatchEncoder, ImageDecodeError
 from ae_tf.export import read_metadata
@@ -152,8 +153,15 @@ def test_beam_pipeline_ships_bytes_binary_and_hugging_face_struct(conv_model, im
         np.testing.assert_allclose(embedding_matrix(table.column("embedding")), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_corrupt_images_are_rejected_by_id_and_the_rest_encoded(conv_model, tmp_path):
+def test_corrupt_images_are_rejected_by_id_and_the_rest_encoded(conv_model, tmp_path, monkeypatch):
     model_dir, result = conv_model
+    # each image is decoded once, by the model's prepare_images: no decode on the Arrow side, and only the
+    # one row that fails inside the model is decoded again, to put TensorFlow's reason into words
+    arrow_side_decodes, reasons_asked = [], []
+    checked, reason = image_validity.decode_images_checked, image_validity.decode_failure_reason
+    monkeypatch.setattr(image_validity, "decode_images_checked",
+                        lambda *a: arrow_side_decodes.append(1) or checked(*a))
+    monkeypatch.setattr(image_validity, "decode_failure_reason", lambda v: reasons_asked.append(v) or reason(v))
     data = image_rows(60, seed=5)
     data[7] = b"garbage, not an image"
     data[21] = data[21][: len(data[21]) // 3]  # truncated file
@@ -164,6 +172,7 @@ def test_corrupt_images_are_rejected_by_id_and_the_rest_encoded(conv_model, tmp_
     manifest = encode_pipeline.run(["--model", model_dir, "--input", str(tmp_path / "in"), "--output",
                                     str(tmp_path / "out"), "--max-rejected-fraction", "0.1"])
     assert manifest["rows_in"] == 60 and manifest["rows_out"] == 57 and manifest["rows_rejected"] == 3
+    assert arrow_side_decodes == [] and reasons_asked == [data[21]]
     rejected = pq.read_table(tmp_path / "out" / manifest["rejected_shards"][0]).to_pylist()
     reasons = {r["id"]: r["reason"] for r in rejected}
     assert set(reasons) == {107, 121, 140}

@@ -118,8 +118,8 @@ def test_model_failures_become_rejected_rows():
     plan = type("Plan", (), {"source_of": lambda self, i: "f.parquet",
                              "rejected_schema": pa.schema([("id", pa.int64()), ("reason", pa.string()),
                                                            ("source_file", pa.string()), ("source_row", pa.int64())])})()
-    batch = pa.record_batch({"id": [1, 2], "source_row": [5, 6]})
-    index, rows = encode.rejected_by_model(0, batch, ValueError("cannot decode image\nmore"), plan)
+    batch = pa.record_batch({"id": [1, 2]})
+    index, rows = encode.rejected_by_model(0, 5, batch, ValueError("cannot decode image\nmore"), plan)
     assert index == 0
     assert rows.to_pylist() == [
         {"id": 1, "reason": "model error: cannot decode image", "source_file": "f.parquet", "source_row": 5},

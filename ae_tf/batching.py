@@ -1,0 +1,76 @@
+"""How many rows go to the model in one call: sized from the network against a memory budget.
+
+An Arrow batch is sized for reading (65,536 rows by default); a 256x256 conv model holds ~22 MB of
+activations per row, so a whole batch in one call needs terabytes. The encoder therefore calls the model on
+sub-batches of `model_batch_rows` rows. Automatic sizing divides a memory budget (default 1 GiB,
+`--model-memory-mb` or the AE_TF_MODEL_MEMORY_MB environment variable) by the bytes one row needs inside
+the model: every layer output of encoder and decoder (recorded at export as `activation_floats_per_row`),
+plus the prepared input held by the prefetching decoder. Tabular models need a few hundred bytes per row,
+so they get sub-batches larger than any Arrow batch: one call per batch, as before.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+DEFAULT_MEMORY_MB = 1024
+MEMORY_ENV = "AE_TF_MODEL_MEMORY_MB"
+MAX_MODEL_BATCH_ROWS = 1 << 20
+# Models exported before `activation_floats_per_row` was recorded: this many floats per input number
+# (a conv autoencoder of 4 layers measures ~28; dense models far less).
+_FALLBACK_ACTIVATIONS_PER_INPUT = 32
+
+
+def activation_floats_per_row(model) -> int:
+    """Floats one row occupies across the prepared input and every layer output of encoder and decoder."""
+    total = 0
+    for network in (model.encoder, model.decoder):
+        total += math.prod(d for d in network.inputs[0].shape[1:])
+        for layer in network.layers:
+            total += math.prod(d for d in layer.output.shape[1:])
+    return int(total)
+
+
+def memory_budget_mb(requested: float | None = None) -> float:
+    """The budget in MiB: the flag when given, else AE_TF_MODEL_MEMORY_MB, else 1024."""
+    if requested is not None:
+        value = float(requested)
+    else:
+        text = os.environ.get(MEMORY_ENV, "")
+        try:
+            value = float(text) if text else DEFAULT_MEMORY_MB
+        except ValueError:
+            raise ValueError(f"{MEMORY_ENV} must be a number of MiB, got {text!r}") from None
+    if value <= 0:
+        raise ValueError(f"the model memory budget must be positive, got {value} MiB")
+    return value
+
+
+def bytes_per_row(metadata: dict) -> int:
+    """Bytes one row needs inside the model (activations + one prefetched prepared input), from metadata."""
+    spec = metadata["feature_spec"]
+    input_floats = int(spec["width"])
+    activations = metadata.get("inference", {}).get("activation_floats_per_row")
+    if activations is None:
+        activations = _FALLBACK_ACTIVATIONS_PER_INPUT * input_floats
+    return 4 * (int(activations) + input_floats)
+
+
+def auto_model_batch_rows(metadata: dict, budget_mb: float | None = None) -> int:
+    """Rows per model call that keep one call's working memory within the budget (at least 1)."""
+    rows = int(memory_budget_mb(budget_mb) * 2**20 // bytes_per_row(metadata))
+    return max(1, min(rows, MAX_MODEL_BATCH_ROWS))
+
+
+def parse_model_batch_rows(text: str | int | None) -> int | None:
+    """`--model-batch-rows auto|N` -> None (automatic) or a positive row count."""
+    if text is None or (isinstance(text, str) and text.strip().lower() in ("", "auto")):
+        return None
+    try:
+        rows = int(text)
+    except ValueError:
+        raise ValueError(f"--model-batch-rows must be 'auto' or a positive number of rows, got {text!r}") from None
+    if rows < 1:
+        raise ValueError(f"--model-batch-rows must be at least 1, got {rows}")
+    return rows
