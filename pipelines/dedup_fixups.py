@@ -97,7 +97,8 @@ class RecheckOrphansDoFn(beam.DoFn):
         sims = np.where(now_kept, np.nan, similarity).astype(np.float32)
         yield from _by_split(Corrections(orphan_rows.rows, rep, sims, exact), plan)
         stay = np.flatnonzero(now_kept)
-        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(orphan_rows.take(stay), orphan_ids.take(pa.array(stay)))))
+        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(orphan_rows.take(stay), orphan_ids.take(pa.array(stay)),
+                                                               np.isin(orphan_rows.rows[stay], rep[~now_kept]))))
         removed = np.flatnonzero(~now_kept)
         pairs = pa.RecordBatch.from_arrays(
             [every_ids.take(pa.array(rep_at[removed])), orphan_ids.take(pa.array(removed)),

@@ -6,7 +6,8 @@ sqrt(WORK_PER_PARTITION) kept rows; often one for all), so rows split by the fir
 meet, and the greedy pass runs over them in the same priority order: a kept
 row that an earlier kept row covers is merged into it. Its members follow it when they are at >= threshold
 to the new kept row, and are kept otherwise (annotation applies this, from a side input sized by the
-merges). Pairs written before, whose kept side was merged, are dropped; annotation writes their new ones.
+merges); kept rows that removed rows of their own partition joined are never merged, so that only
+members from other partitions can be left behind. Pairs written before, whose kept side was merged, are dropped; annotation writes their new ones.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def route_kept(element, plan: DedupPlan):
     second[rows.partition == plan.partitions - 1] = len(plan.placement.second_centroids)  # zero vectors
     for p in np.unique(second):
         idx = np.flatnonzero(second == p)
-        yield int(p), RowBlock(rows.take(idx), block.ids.take(pa.array(idx)))
+        locked = block.locked[idx] if block.locked is not None else np.zeros(len(idx), dtype=bool)
+        yield int(p), RowBlock(rows.take(idx), block.ids.take(pa.array(idx)), locked)
 
 
 def merge_kept(element, plan: DedupPlan):
@@ -69,9 +71,10 @@ def merge_kept(element, plan: DedupPlan):
     blocks = list(blocks)
     rows = PartitionRows.concat([b.rows for b in blocks])
     ids = pa.concat_arrays([b.ids for b in blocks])
+    locked = np.concatenate([b.locked for b in blocks])
     order = np.lexsort((rows.rows, rows.secondary, rows.primary))
     result = greedy_representatives(rows.units[order], plan.threshold)
-    gone = np.flatnonzero(~result.kept)
+    gone = np.flatnonzero(~result.kept & ~locked[order])  # a row with members stays: they would lose their kept row
     if len(gone) == 0:
         return
     at, target = order[gone], order[result.representative[gone]]

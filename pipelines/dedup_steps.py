@@ -32,6 +32,7 @@ class RowBlock:
 
     rows: PartitionRows
     ids: pa.Array
+    locked: np.ndarray | None = None  # kept rows only: some removed row joined it, so it is never merged
 
 
 @dataclasses.dataclass
@@ -148,7 +149,9 @@ class DedupPartitionDoFn(beam.DoFn):
         kept = decisions.rows[decisions.kept]
         by_row = np.argsort(rows.rows)
         kept_at = by_row[np.searchsorted(rows.rows[by_row], kept)]
-        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(rows.take(kept_at), ids.take(pa.array(kept_at)))))
+        locked = np.isin(kept, decisions.representative[~decisions.kept])
+        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(rows.take(kept_at), ids.take(pa.array(kept_at)),
+                                                               locked)))
         hashes = mix64(kept.astype(np.uint64) ^ np.uint64(0x5DEECE66D))
         order = np.argsort(hashes, kind="stable")[: plan.residual_sample]
         yield beam.pvalue.TaggedOutput("sample", KeptSample(hashes[order], kept[order], rows.units[kept_at[order]]))

@@ -1,6 +1,6 @@
 """`ae-tf encode` on gs:// (a local GCS emulator) against the same run on local files, in one run.
 
-    python benchmarks/gcs_emulator.py [--rows 50000] [--dim 64] [--repeats 2]
+    python benchmarks/gcs_encode.py [--rows 50000] [--dim 64] [--repeats 2]
 
 Each run is the whole command a user types, `ae-tf encode --model M --input I --output O`, in a fresh
 process (TensorFlow import, model load, planning, Beam, publishing), timed from start to exit:
@@ -10,7 +10,8 @@ process (TensorFlow import, model load, planning, Beam, publishing), timed from 
 The emulator is `gcp-storage-emulator` (the test extra), started on a free localhost port with
 STORAGE_EMULATOR_HOST pointing at it; no credentials exist on the machine. Prints seconds and peak memory
 (max RSS of the command's process) per run, the median of --repeats, and the ratios to (a).
-Target (issue 12): (b) within 2x of (a). Before the fix Beam's credential look-up alone waited ~15 s.
+Target (issue 12): (b) within 2x of (a). Also times Beam's own GCS client creation on this machine (no
+credentials) as Beam does it and with pipelines.gcs_auth's skip: the wait the fix removes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ def timed_command(argv: list[str], env: dict) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{output[-3000:]}")
     return seconds, usage.ru_maxrss / 1024
+
+
+LOOKUP = ("import time; from apache_beam.io.gcp import gcsio; from apache_beam.options.pipeline_options import "
+          "PipelineOptions; t = time.perf_counter(); gcsio.create_storage_client(PipelineOptions()); "
+          "print(time.perf_counter() - t)")
+
+
+def credential_lookup_seconds(env: dict, skip: bool) -> float:
+    """Beam's own storage-client creation in a fresh process, with or without pipelines.gcs_auth's skip."""
+    code = ("from pipelines.gcs_auth import skip_credential_lookup; skip_credential_lookup(); " if skip else "") + LOOKUP
+    if not skip:
+        env = {k: v for k, v in env.items() if k != "STORAGE_EMULATOR_HOST"}  # what Beam alone does offline
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -81,6 +96,7 @@ def main() -> None:
                             "--output", o, "--overwrite", "--progress-interval", "0"]
                     results[name].append(timed_command(argv, env))
             rows = sum(1 for _ in storage.glob(f"{root}/out-b/part-*.parquet"))
+            lookup = {skip: credential_lookup_seconds(env, skip) for skip in (False, True)}
         print(f"ae-tf encode, {args.rows:,} rows x {args.dim} floats in {args.files} files, {os.cpu_count()} cores, "
               f"median of {args.repeats} (gs:// = gcp-storage-emulator on localhost, {rows} output shards)")
         print(f"{'run':<32}{'seconds':>10}{'x (a)':>8}{'peak MB':>10}   all seconds")
@@ -92,6 +108,8 @@ def main() -> None:
             print(f"{name:<32}{seconds:>10.2f}{seconds / base:>8.2f}{peak:>10.0f}   {every}")
         ratio = statistics.median(s for s, _ in results["(b) gs:// data, local model"]) / base
         print(f"gs:// encode / local encode: {ratio:.2f} (target <= 2.00)")
+        print(f"Beam's GCS client creation without credentials: {lookup[False]:.2f}s as Beam does it, "
+              f"{lookup[True]:.2f}s with the look-up skipped (emulator set or --no_auth)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
