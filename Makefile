@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo_output
 DEMO_ROWS ?= 100000
 
-.PHONY: demo test lint unit install install-test benchmark clean
+.PHONY: demo demo-images test lint unit install install-test benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-demo
 	$(BIN)/ae-tf demo --workdir $(DEMO_DIR) --rows $(DEMO_ROWS)
+
+# Photographs bundled in scikit-image/scikit-learn: conv model, encode, near-duplicate dedup, report.
+demo-images: $(VENV)/.installed-demo
+	$(BIN)/ae-tf demo --images --workdir $(DEMO_DIR)-images
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check ae_tf pipelines benchmarks tests
