@@ -173,8 +173,11 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         *callbacks,
     ]
     started = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                    steps_per_epoch=schedule.steps_per_epoch,
+    # Validation reads a repeated stream in fixed-size slices: with an unknown row count (image bytes may
+    # fail to decode) a finite one would end each evaluation with Keras' "ran out of data" warning.
+    fit = model.fit(train_ds, validation_data=val_ds.repeat() if val_ds is not None else None,
+                    validation_steps=-(-val_rows // config.batch_size) if val_ds is not None else None,
+                    epochs=config.epochs, steps_per_epoch=schedule.steps_per_epoch,
                     callbacks=all_callbacks, verbose=2, shuffle=False)
     seconds = time.perf_counter() - started
     history = EpochHistory.read(history_log) if resuming else \
