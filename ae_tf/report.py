@@ -280,9 +280,11 @@ def fig_reconstructions(data: ReportData) -> tuple[bytes, str]:
                    "see the error per feature")
     rebuilt = _as_images(run.reconstructions[:n], data.spec)
     if data.spec.kind == IMAGE:  # the model's own pixels, not shrunk into a fixed-size figure
+        from ae_tf.image_grid import full_size_grid
+
         h, w = data.spec.image.height, data.spec.image.width
         errors = ", ".join(f"{e:.3g}" for e in run.errors[:n])
-        return plots.full_size_grid(originals, rebuilt), (
+        return full_size_grid(originals, rebuilt), (
             f"{n} of the {run.source} at full size ({w}x{h} px each, not resampled): each row of originals "
             f"above its row of reconstructions; reconstruction errors in order: {errors}.")
     return plots.reconstruction_grid(originals, rebuilt, run.errors[:n]), (
@@ -570,7 +572,8 @@ def _remove_stale_figures(output: str, drawn: set[str]) -> None:
 
 def build_figures(data: ReportData) -> tuple[list[Figure], list[tuple[str, str]]]:
     """Draw every figure whose inputs are present; the others are returned with the reason."""
-    from ae_tf.plots import FIGURES, png_size
+    from ae_tf.image_grid import png_size
+    from ae_tf.plots import FIGURES
 
     figures, skipped = [], []
     for name, builder in FIGURE_BUILDERS.items():
