@@ -87,7 +87,8 @@ for lo in range(0, len(images), batch):
     codes.append(encode(features=tf.constant(images[lo:lo + batch]))["embedding"].numpy())
 seconds = time.perf_counter() - start
 np.save(out, np.concatenate(codes))
-print(f"encode on {tf.config.list_logical_devices(\"GPU\") and \"GPU\" or \"CPU\"}: {len(images) / seconds:.1f} images/s")
+device = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+print(f"encode on {device}: {len(images) / seconds:.1f} images/s ({len(images)} rows, batches of {batch})")
 '
 if [[ $MODE == gpu ]]; then
   "$PYTHON" -c "$ENCODE" "$WORKDIR/data" "$WORKDIR/model" "$WORKDIR/codes_gpu.npy"
