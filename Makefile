@@ -7,7 +7,7 @@ DEMO_ROWS ?= 100000
 # What the README's tour writes (train, encode, report, sweep, reduce, dedup, tfds-to-parquet examples).
 TOUR_DIRS := models embeddings reports sweeps reduced dedup out data/mnist
 
-.PHONY: demo test lint unit install install-test benchmark clean
+.PHONY: demo demo-images test lint unit install install-test benchmark clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed-demo
 	$(BIN)/ae-tf demo --workdir $(DEMO_DIR) --rows $(DEMO_ROWS)
+
+# Photographs bundled in scikit-image/scikit-learn: conv model, encode, near-duplicate dedup, report.
+demo-images: $(VENV)/.installed-demo
+	$(BIN)/ae-tf demo --images --workdir $(DEMO_DIR)-images
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check ae_tf pipelines benchmarks tests

@@ -17,8 +17,9 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # CUDA wheels for GPU training/encoding; the CPU build above is used otherwise.
     "gpu": ["tensorflow[and-cuda]>=2.21,<2.22"],
-    # The demo builds its dataset from scikit-learn's bundled digits and ends with the visual report.
-    "demo": ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"],
+    # The demo builds its dataset from scikit-learn's bundled digits and ends with the visual report;
+    # `ae-tf demo --images` crops the photographs that ship inside scikit-image and scikit-learn.
+    "demo": ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4", "scikit-image>=0.24,<0.26", "pillow>=10,<13"],
     # `ae-tf report` (and `ae-tf sweep`'s plot) draw PNG figures with matplotlib (Agg, no display).
     "report": ["matplotlib>=3.8,<4"],
     "test": [

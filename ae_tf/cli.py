@@ -24,6 +24,7 @@ from ae_tf.cli_models import (
     cmd_tfds_to_parquet,
     family_summary,
     model_kwargs,
+    schedule_summary,
 )
 from ae_tf.cli_registry import add_models_parser, add_retrain_parser, cmd_models, cmd_retrain
 from ae_tf.cli_report import add_report_parser, cmd_report
@@ -73,12 +74,18 @@ def add_train_parser(sub) -> None:
     p.add_argument("--code-size", type=int, required=True, help="numbers in each embedding (the bottleneck)")
     p.add_argument("--output", required=True, help="model directory to write (a SavedModel)")
     add_model_arguments(p)
-    p.add_argument("--epochs", type=int, default=20, help="maximum epochs (early stopping may end sooner)")
+    p.add_argument("--epochs", type=int, default=20,
+                   help="maximum passes over the training rows (early stopping may end sooner)")
     p.add_argument("--batch-size", type=int, default=256, help="rows per training step")
     p.add_argument("--learning-rate", type=float, default=3e-3,
                    help="Adam learning rate (halved when validation loss stalls for half the patience)")
-    p.add_argument("--min-steps-per-epoch", type=int, default=100,
-                   help="a small dataset is cycled so each epoch has at least this many steps")
+    p.add_argument("--min-steps", type=int, default=None,
+                   help="raise the passes of a small dataset to at least this many steps (logged); None: 100 per "
+                        "epoch for rows of <= 1,024 values, 0 for larger images; 0: exactly --epochs passes")
+    p.add_argument("--cache", default="auto", choices=["auto", "memory", "none"],
+                   help="keep decoded rows in memory between passes; auto: when they fit --cache-limit-gb")
+    p.add_argument("--cache-limit-gb", type=float, default=None,
+                   help="budget of --cache auto; None: a quarter of physical memory, at most 4")
     p.add_argument("--validation-fraction", type=float, default=0.1, help="rows held out for validation")
     p.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffling and initial weights")
@@ -97,7 +104,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = make_train_config(
         args.input, args.features, args.output, args.code_size, **model_kwargs(args), epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, min_steps_per_epoch=args.min_steps_per_epoch,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, min_steps=args.min_steps,
+        cache=args.cache, cache_limit_gb=args.cache_limit_gb,
         validation_fraction=args.validation_fraction, patience=args.patience, seed=args.seed,
         mixed_precision=args.mixed_precision, checkpoint_dir=args.checkpoint_dir, overwrite=args.overwrite,
         resume=args.resume, tensorboard=args.tensorboard,
@@ -111,6 +119,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"family     {meta['family']}, code size {meta['code_size']}, features {','.join(meta['feature_spec']['columns'])}")
     print(f"training   {training['epochs_run']} epochs on {training['device']}, best epoch {training['best_epoch']}, "
           f"{training['seconds']}s")
+    print(f"schedule   {schedule_summary(training)}")
     print(f"loss       train {training['train_loss']:.5f}, validation {training['validation_loss'] or float('nan'):.5f}")
     if family_summary(meta):
         print(f"metrics    {family_summary(meta)}")

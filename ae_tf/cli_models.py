@@ -72,6 +72,15 @@ def family_summary(metadata: dict) -> str | None:
     return "validation " + ", ".join(shown) if shown else None
 
 
+def schedule_summary(training: dict) -> str:
+    """One line for `ae-tf train`: passes per epoch (and the step floor when it raised them), and the cache."""
+    plan, cache = training.get("schedule") or {}, training.get("cache") or {}
+    line = f"{plan.get('passes_per_epoch', 1)} pass(es) per epoch of {plan.get('rows', 0):,} rows"
+    if plan.get("raised"):
+        line += f" (raised by --min-steps {plan['min_steps']:,}: {plan['min_steps_origin']})"
+    return line + f"; cache {'in memory' if cache.get('enabled') else 'off'} (--cache {cache.get('mode')})"
+
+
 # --- ae-tf sweep ------------------------------------------------------------------------------------------
 
 

@@ -128,12 +128,22 @@ class ParquetSource:
             return FeatureStats.count_only(self.count_rows(part))
         return FeatureStats.accumulate(self.iter_arrays(part), self.spec.width, f"{self.files[0]}: no {part} rows")
 
-    def dataset(self, part: str, batch_size: int, shuffle: bool = False, shuffle_buffer: int = 100_000,
-                rows: int | None = None):
-        """A re-iterable tf.data pipeline of [batch, width] float32 tensors (file order reshuffled per epoch).
+    @property
+    def groups(self) -> int:
+        """Files: the units whose order is reshuffled every epoch."""
+        return len(self.files)
 
-        `rows` (the part's row count, known after `statistics`) lets Keras show real progress per epoch.
-        Image features come out as prepared float32 [batch, h, w, c] images in [0, 1].
+    def group_order(self, epoch: int, shuffle: bool) -> list[int]:
+        """The file order of one epoch (the same with and without the in-memory cache)."""
+        order = list(range(len(self.files)))
+        if shuffle:
+            np.random.default_rng([self.seed, epoch]).shuffle(order)
+        return order
+
+    def stored_rows(self, part: str, groups: Sequence[int] | None = None):
+        """A re-iterable tf.data of single stored rows (vectors, pixel arrays or image bytes), files in order.
+
+        Called with `groups=None`, each iteration is one epoch with its own file order (see group_order).
         """
         import tensorflow as tf
 
@@ -142,14 +152,29 @@ class ParquetSource:
         epoch = {"n": 0}
 
         def generate() -> Iterator[np.ndarray]:
-            order = list(range(len(self.files)))
-            if shuffle:
-                np.random.default_rng([self.seed, epoch["n"]]).shuffle(order)
+            if groups is not None:
+                order = list(groups)
+            else:
+                order = self.group_order(epoch["n"], shuffle=True)
                 epoch["n"] += 1
             yield from self.iter_arrays(part, order)
 
-        ds = tf.data.Dataset.from_generator(generate, output_signature=model_input_signature(self.spec))
-        return batch_rows(ds.unbatch(), self.spec, batch_size, shuffle, shuffle_buffer, self.seed, rows)
+        return tf.data.Dataset.from_generator(generate, output_signature=model_input_signature(self.spec)).unbatch()
+
+    def dataset(self, part: str, batch_size: int, shuffle: bool = False, shuffle_buffer: int = 100_000,
+                rows: int | None = None):
+        """A re-iterable tf.data pipeline of [batch, width] float32 tensors (file order reshuffled per epoch).
+
+        `rows` (the part's row count, known after `statistics`) lets Keras show real progress per epoch.
+        Image features come out as prepared float32 [batch, h, w, c] images in [0, 1].
+        """
+        rows_ds = self.stored_rows(part, None if shuffle else range(len(self.files)))
+        return batch_rows(rows_ds, self.spec, batch_size, shuffle, shuffle_buffer, self.seed, rows)
+
+
+def shuffle_buffer_for(spec: FeatureSpec, shuffle_buffer: int) -> int:
+    """Encoded images are large: cap the rows held for shuffling (the cache uses the same buffer)."""
+    return min(shuffle_buffer, IMAGE_SHUFFLE_BUFFER) if spec.kind == IMAGE else shuffle_buffer
 
 
 def batch_rows(rows_ds, spec: FeatureSpec, batch_size: int, shuffle: bool, shuffle_buffer: int, seed: int,
@@ -161,22 +186,29 @@ def batch_rows(rows_ds, spec: FeatureSpec, batch_size: int, shuffle: bool, shuff
     """
     import tensorflow as tf
 
-    from ae_tf.images import BYTES, arrays_to_images, image_decoder
+    from ae_tf.images import BYTES
 
     if shuffle:
-        if spec.kind == IMAGE:
-            shuffle_buffer = min(shuffle_buffer, IMAGE_SHUFFLE_BUFFER)
-        rows_ds = rows_ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        rows_ds = rows_ds.shuffle(shuffle_buffer_for(spec, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = prepare_batches(rows_ds, spec, batch_size)
+    if rows is not None and not (spec.kind == IMAGE and spec.image.encoding == BYTES):
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def prepare_batches(rows_ds, spec: FeatureSpec, batch_size: int):
+    """Single stored rows -> batches of model input: images decoded (in parallel) and scaled to [0, 1]."""
+    import tensorflow as tf
+
+    from ae_tf.images import BYTES, arrays_to_images, image_decoder
+
     if spec.kind == IMAGE and spec.image.encoding == BYTES:
         ds = rows_ds.map(image_decoder(spec.image), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        ds = ds.ignore_errors(log_warning=True).batch(batch_size)
-    else:
-        ds = rows_ds.batch(batch_size)
-        if spec.kind == IMAGE:
-            ds = ds.map(lambda x: arrays_to_images(x, spec.image), num_parallel_calls=tf.data.AUTOTUNE)
-        if rows is not None:
-            ds = ds.apply(tf.data.experimental.assert_cardinality(-(-rows // batch_size)))
-    return ds.prefetch(tf.data.AUTOTUNE)
+        return ds.ignore_errors(log_warning=True).batch(batch_size)
+    ds = rows_ds.batch(batch_size)
+    if spec.kind == IMAGE:
+        ds = ds.map(lambda x: arrays_to_images(x, spec.image), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
 
 
 def fingerprint(files: list[str], num_rows: int) -> str:

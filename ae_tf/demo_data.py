@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from ae_tf.embeddings import embedding_array
 
 # What `ae-tf demo` writes in its --workdir (the model's run files go beside the model, in model.run/).
-WORKDIR_ENTRIES = {"data", "model", "model.run", "embeddings", "report"}
+WORKDIR_ENTRIES = {"data", "model", "model.run", "embeddings", "dedup", "report"}
 
 
 def check_workdir(workdir: str) -> bool:

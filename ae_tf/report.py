@@ -5,7 +5,9 @@
 Figures (fixed pixel sizes, see ae_tf.plots.FIGURES) and what each needs:
   loss.png               800x500  the model's training history (assets/history.json)
   reconstructions.png    800x400  input rows (--input, default the training inputs) through encode+decode;
-                                  an image model, or a vector whose width is a perfect square (8x8 digits)
+                                  an image model, or a vector whose width is a perfect square (8x8 digits);
+                                  an image model's grid is at full size instead: each image at the model's
+                                  own pixel size, up to 8 per row within 840 px
   feature_errors.png     800x500  the same rows, tabular models: mean squared error per feature
   embedding_map.png      800x600  codes (--embeddings, or --dedup rows carrying embeddings, else the sampled
                                   input rows), PCA to 2-D, coloured by duplicate cluster, is_anomaly or error
@@ -281,6 +283,14 @@ def fig_reconstructions(data: ReportData) -> tuple[bytes, str]:
         raise Skip(f"the features are not an image (width {data.spec.width} is not a perfect square); "
                    "see the error per feature")
     rebuilt = _as_images(run.reconstructions[:n], data.spec)
+    if data.spec.kind == IMAGE:  # the model's own pixels, not shrunk into a fixed-size figure
+        from ae_tf.image_grid import full_size_grid
+
+        h, w = data.spec.image.height, data.spec.image.width
+        errors = ", ".join(f"{e:.3g}" for e in run.errors[:n])
+        return full_size_grid(originals, rebuilt), (
+            f"{n} of the {run.source} at full size ({w}x{h} px each, not resampled): each row of originals "
+            f"above its row of reconstructions; reconstruction errors in order: {errors}.")
     return plots.reconstruction_grid(originals, rebuilt, run.errors[:n]), (
         f"{n} of the {run.source}; each reconstruction titled with its reconstruction error.")
 
@@ -578,6 +588,7 @@ def _remove_stale_figures(output: str, drawn: set[str]) -> None:
 
 def build_figures(data: ReportData) -> tuple[list[Figure], list[tuple[str, str]]]:
     """Draw every figure whose inputs are present; the others are returned with the reason."""
+    from ae_tf.image_grid import png_size
     from ae_tf.plots import FIGURES
 
     figures, skipped = [], []
@@ -588,7 +599,8 @@ def build_figures(data: ReportData) -> tuple[list[Figure], list[tuple[str, str]]
         except Skip as why:
             skipped.append((kind.title, str(why)))
             continue
-        figures.append(Figure(kind.title, kind.file, png, kind.width, kind.height, caption))
+        width, height = png_size(png)  # the fixed size of the kind, except a full-size image grid
+        figures.append(Figure(kind.title, kind.file, png, width, height, caption))
     return figures, skipped
 
 

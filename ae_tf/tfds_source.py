@@ -143,6 +143,16 @@ class TfdsSource:
 
         return ds.enumerate().filter(keep).map(lambda _i, row: row)
 
+    @property
+    def groups(self) -> int:
+        return 1  # one stream: nothing to reorder between epochs
+
+    def group_order(self, epoch: int, shuffle: bool) -> list[int]:
+        return [0]
+
+    def stored_rows(self, part: str, groups=None):
+        return self.rows(part)
+
     def count_rows(self, part: str = TRAIN) -> int:
         count = int(self.rows(part).reduce(np.int64(0), lambda n, _row: n + 1))
         if count == 0 and part != VALIDATION:

@@ -22,6 +22,7 @@ from ae_tf.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec
 from ae_tf.export import model_dir_exists
 from ae_tf.features import parse_feature_columns
 from ae_tf.images import parse_image_size
+from ae_tf.input_cache import CACHE_MODES
 from ae_tf.models import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,14 @@ class TrainConfig:
     features: tuple[str, ...]
     output: str
     model: ModelConfig = ModelConfig()
-    epochs: int = 20
+    epochs: int = 20  # passes over the training rows (ae_tf.schedule)
     batch_size: int = 256
     learning_rate: float = 3e-3
-    # a small dataset is cycled so every epoch has at least this many steps: the same 20 epochs then
-    # train 1,000 rows as well as 1,000,000 (larger inputs are unaffected)
-    min_steps_per_epoch: int = 100
+    # a floor of optimiser steps that may raise the passes of a small dataset; None: 100 per epoch for
+    # rows of <= 1,024 values (tabular, thumbnails), none for larger images (ae_tf.schedule)
+    min_steps: int | None = None
+    cache: str = "auto"  # decoded rows in memory between passes: auto | memory | none (ae_tf.input_cache)
+    cache_limit_gb: float | None = None  # the budget of --cache auto; None: a quarter of RAM, at most 4 GB
     validation_fraction: float = 0.1
     patience: int = 5
     seed: int = 0
@@ -74,8 +77,12 @@ class TrainConfig:
             raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
             raise ValueError(f"--learning-rate must be positive, got {self.learning_rate}")
-        if self.min_steps_per_epoch < 1:
-            raise ValueError(f"--min-steps-per-epoch must be at least 1, got {self.min_steps_per_epoch}")
+        if self.min_steps is not None and self.min_steps < 0:
+            raise ValueError(f"--min-steps must be at least 0, got {self.min_steps}")
+        if self.cache not in CACHE_MODES:
+            raise ValueError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
+        if self.cache_limit_gb is not None and self.cache_limit_gb < 0:
+            raise ValueError(f"--cache-limit-gb must be at least 0, got {self.cache_limit_gb}")
         if self.checkpoint_dir and not storage.is_local(self.checkpoint_dir):
             raise ValueError(f"--checkpoint-dir {self.checkpoint_dir}: must be a local directory (checkpoints are "
                              f"written every epoch; a gs:// model keeps them in the local cache by default)")
@@ -122,7 +129,9 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     from ae_tf.callbacks import EpochHistory, EpochSummary, NaNGuard, PausePoint
     from ae_tf.devices import choose_strategy, describe_devices
     from ae_tf.export import export_model
+    from ae_tf.input_cache import decide_cache, decoded_row_bytes
     from ae_tf.models import build_model, input_layer
+    from ae_tf.schedule import plan_schedule
 
     config.validate()
     if model_dir_exists(config.output) and not config.overwrite:
@@ -137,10 +146,13 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     prepare, normalization = input_layer(spec, stats, config.model.normalization)
 
     val_rows = source.num_rows - stats.count
-    steps_per_epoch = max(config.min_steps_per_epoch, -(-stats.count // config.batch_size))
-    train_ds = source.dataset(TRAIN, config.batch_size, shuffle=True, shuffle_buffer=config.shuffle_buffer,
-                              rows=stats.count).repeat()
-    val_ds = source.dataset(VALIDATION, config.batch_size, rows=val_rows) if val_rows > 0 else None
+    schedule = plan_schedule(config.epochs, stats.count, config.batch_size, decoded_row_bytes(spec) // 4,
+                             config.min_steps)
+    log.info("%s", schedule.describe())
+    cache = decide_cache(config.cache, spec, source.num_rows, config.cache_limit_gb)
+    log.info("%s", cache.describe())
+    train_ds, val_ds = input_datasets(source, config, stats.count, val_rows, cache.enabled)
+    train_ds = train_ds.repeat()  # whole passes per epoch; a dropped undecodable row never ends a run early
 
     strategy = choose_strategy(config.mixed_precision)
     with strategy.scope():
@@ -176,7 +188,11 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         all_callbacks.append(PausePoint())
     interrupts.pause_point("planning")  # tests: input planned and model built, no step taken yet
     started = time.perf_counter()
-    fit = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+    # Validation reads a repeated stream in fixed-size slices: with an unknown row count (image bytes may
+    # fail to decode) a finite one would end each evaluation with Keras' "ran out of data" warning.
+    fit = model.fit(train_ds, validation_data=val_ds.repeat() if val_ds is not None else None,
+                    validation_steps=-(-val_rows // config.batch_size) if val_ds is not None else None,
+                    epochs=config.epochs, steps_per_epoch=schedule.steps_per_epoch,
                     callbacks=all_callbacks, verbose=0, shuffle=False)  # EpochSummary logs each epoch once
     seconds = time.perf_counter() - started
     history = EpochHistory.read(history_log) if resuming else \
@@ -199,6 +215,8 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
             "rows_train": int(stats.count),
             "rows_validation": int(len(val_scores)) if val_ds is not None else 0,
             "seconds": round(seconds, 2),
+            "schedule": schedule.to_dict(),
+            "cache": cache.to_dict(),
             # every Keras metric at the best epoch: reconstruction, and kl/nll/elbo (vae) or
             # code_activation/sparsity_penalty (sparse), with val_* on the held-out rows
             "metrics": {k: v[best_epoch - 1] for k, v in history.items() if len(v) >= best_epoch},
@@ -220,6 +238,26 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
         json.dump(config.to_dict(), f, indent=2)
     log.info("exported %s (version %s)", config.output, metadata["model_version"])
     return TrainResult(model, metadata, history)
+
+
+def input_datasets(source, config: TrainConfig, train_rows: int, val_rows: int, cached: bool):
+    """(train, validation or None) tf.data pipelines: streamed from the source, or decoded once into memory."""
+    if not cached:
+        train_ds = source.dataset(TRAIN, config.batch_size, shuffle=True, shuffle_buffer=config.shuffle_buffer,
+                                  rows=train_rows)
+        val_ds = source.dataset(VALIDATION, config.batch_size, rows=val_rows) if val_rows > 0 else None
+        return train_ds, val_ds
+    from ae_tf.input_cache import cached_dataset, load_part
+
+    started = time.perf_counter()
+    train_part = load_part(source, TRAIN, train_rows)
+    val_part = load_part(source, VALIDATION, val_rows) if val_rows > 0 else None
+    log.info("cache: %d train + %d validation rows decoded into memory in %.1fs", train_part.rows,
+             val_part.rows if val_part else 0, time.perf_counter() - started)
+    train_ds = cached_dataset(train_part, source, config.batch_size, shuffle=True,
+                              shuffle_buffer=config.shuffle_buffer)
+    val_ds = cached_dataset(val_part, source, config.batch_size) if val_part else None
+    return train_ds, val_ds
 
 
 def make_train_config(input: str | None, features: str | None, output: str, code_size: int,

@@ -4,7 +4,8 @@ Writes a Parquet dataset from scikit-learn's bundled digits (enlarged with jitte
 autoencoder on it, exports the SavedModel, encodes the dataset with the Beam pipeline on the local
 runner, prints a summary and writes a visual report (HTML + PNG figures). Expected result (defaults,
 2 CPU cores): 2.5-5 minutes (about 3 minutes of CPU time), 100,000 rows in and out, code size 8,
-validation loss about 0.05 (mean squared error on the standardised pixel scale).
+validation loss about 0.05 (mean squared error on the standardised pixel scale). `--images` runs the photo
+demo instead (pipelines.demo_images).
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ def demo_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default="demo_output",
                    help="folder for the data, model, embeddings and report; an existing one is DELETED and "
                         "replaced (refused if it holds anything the demo did not write)")
-    p.add_argument("--rows", type=int, default=100_000, help="rows of demo data to generate")
-    p.add_argument("--code-size", type=int, default=8, help="embedding size")
-    p.add_argument("--epochs", type=int, default=20, help="maximum training epochs (early stopping may end sooner)")
+    p.add_argument("--rows", type=int, default=None, help="rows of demo data to generate (100,000; --images: 2,000)")
+    p.add_argument("--code-size", type=int, default=None, help="embedding size (8; --images: 32)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="maximum training epochs, early stopping may end sooner (20; --images: 8)")
+    p.add_argument("--images", action="store_true",
+                   help="the photo demo: crops of the photographs inside scikit-image and scikit-learn, a conv "
+                        "model, encode, near-duplicate dedup and the report")
+    p.add_argument("--image-size", type=int, default=64, help="--images: side of each crop in pixels")
+    p.add_argument("--filters", default="32,64,128", help="--images: conv filters per stride-2 layer")
+    p.add_argument("--threshold", type=float, default=0.95, help="--images: cosine similarity of near duplicates")
     return p
 
 
@@ -53,6 +61,12 @@ def read_hint(out_dir: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = demo_arg_parser().parse_args(argv)
     clear_workdir(args.workdir)
+    if args.images:
+        from pipelines.demo_images import run_image_demo
+
+        args.code_size, args.epochs = args.code_size or 32, args.epochs or 8
+        return run_image_demo(args)
+    args.rows, args.code_size, args.epochs = args.rows or 100_000, args.code_size or 8, args.epochs or 20
     data_dir = os.path.join(args.workdir, "data")
     model_dir = os.path.join(args.workdir, "model")
     out_dir = os.path.join(args.workdir, "embeddings")

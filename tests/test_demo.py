@@ -121,3 +121,45 @@ def test_demo_replaces_only_its_own_folder(tmp_path):
 
     assert main(["demo", "--workdir", str(mine)]) == 2 and (mine / "thesis.tex").exists()
     assert "DELETED and replaced" in " ".join(demo.demo_arg_parser().format_help().split())
+
+
+def test_photo_crops_are_real_photographs_with_planted_near_duplicates():
+    import io
+
+    from PIL import Image
+
+    from ae_tf.demo_images import load_photos, photo_crops
+
+    assert len(load_photos()) >= 20  # every one from the installed wheels, no download
+    table = photo_crops(60, size=32, duplicate_fraction=0.3, seed=2)
+    pixels = np.stack([np.asarray(Image.open(io.BytesIO(b)), dtype=np.float32) for b in table.column("image").to_pylist()])
+    assert pixels.shape == (60, 32, 32, 3) and pixels.std() > 20  # real, varied images
+    variants, sources = table.column("variant").to_pylist(), table.column("duplicate_of").to_numpy()
+    planted = [i for i, v in enumerate(variants) if v != "original"]
+    assert planted and all(variants[sources[i]] == "original" for i in planted)
+    for i in planted:  # each copy is near its original (a mirror image once mirrored back), far from the others
+        copy = pixels[i][:, ::-1] if variants[i] == "flip" else pixels[i]
+        to_source = np.abs(copy - pixels[sources[i]]).mean()
+        others = [np.abs(copy - pixels[j]).mean() for j in range(60) if variants[j] == "original" and j != sources[i]]
+        assert to_source < 0.5 * np.median(others), (i, variants[i])
+
+
+@pytest.mark.slow
+def test_image_demo_end_to_end(tmp_path, capsys):
+    """A tiny run of `ae-tf demo --images`: trains, encodes, dedups and writes the report with real outputs."""
+    from PIL import Image
+
+    workdir = tmp_path / "photos"
+    assert demo.main(["--images", "--workdir", str(workdir), "--rows", "160", "--image-size", "32",
+                      "--epochs", "2", "--filters", "8,16", "--code-size", "16"]) == 0
+    printed = capsys.readouterr().out
+    assert "rows       in 160  out 160  rejected 0" in printed and "[5/5] report" in printed
+    assert "planted    " in printed and "found" in printed
+    table = pq.read_table(workdir / "embeddings")
+    assert table.num_rows == 160 and table.schema.field("embedding").type.list_size == 16
+    assert {"photo", "variant", "duplicate_of"} <= set(table.column_names)
+    assert (workdir / "dedup" / "_SUCCESS").exists()
+    # the reconstruction grid at full size: 8 columns of 32x32 cells with 4 px gaps, 2 pairs of rows
+    with Image.open(workdir / "report" / "reconstructions.png") as grid:
+        assert grid.size == (8 * 36 + 4, 2 * (2 * 32 + 12) + 4)
+    assert "at full size (32x32 px each" in (workdir / "report" / "index.html").read_text()

@@ -18,7 +18,7 @@ from ae_tf.train import make_train_config, train
 from pipelines import encode
 
 TINY = {"epochs": 3, "batch_size": 64, "hidden": "16", "learning_rate": 3e-3, "read_rows": 256,
-        "min_steps_per_epoch": 20}
+        "min_steps": 60}
 VECTOR_FAMILIES = ("dense", "denoising", "sparse", "vae")
 
 

@@ -59,7 +59,7 @@ def test_storage_layer_lists_globs_and_publishes_marker_last(gcs_root, tmp_path)
 def test_train_to_gs_then_encode_with_gs_model_and_data(gcs_root, gcs_data, capsys):
     model = f"{gcs_root}/models/m1"
     assert main(["train", "--input", f"{gcs_data}/*.parquet", "--features", "vec", "--code-size", "3",
-                 "--output", model, "--epochs", "2", "--hidden", "16", "--min-steps-per-epoch", "5"]) == 0
+                 "--output", model, "--epochs", "2", "--hidden", "16", "--min-steps", "5"]) == 0
     meta = read_metadata(model)
     assert storage.isfile(f"{model}/{MARKER}") and storage.isfile(f"{model}/saved_model.pb")
     assert meta["data"]["inputs"][0].startswith("gs://") and meta["data"]["rows"] == ROWS

@@ -24,7 +24,7 @@ from ae_tf.train import make_train_config, train
 from pipelines import encode as encode_pipeline
 
 ROWS = 240
-TINY = {"epochs": 3, "batch_size": 32, "min_steps_per_epoch": 10, "learning_rate": 3e-3, "read_rows": 64}
+TINY = {"epochs": 3, "batch_size": 32, "min_steps": 30, "learning_rate": 3e-3, "read_rows": 64}
 
 
 def column_bytes(path: str) -> np.ndarray:
@@ -42,7 +42,7 @@ def image_data(tmp_path_factory):
 def conv_model(image_data, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("models") / "conv")
     result = train(make_train_config(image_data[0], "image", out, 6, family="conv", image_size="16", channels=3,
-                                     filters="8,16", **{**TINY, "epochs": 6, "min_steps_per_epoch": 20}))
+                                     filters="8,16", **{**TINY, "epochs": 6, "min_steps": 120}))
     return out, result
 
 

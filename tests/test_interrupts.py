@@ -94,7 +94,7 @@ def test_reduce_and_dedup_interrupted(tmp_path, encoded):
 def test_train_and_retrain_interrupted(tmp_path, vector_data):
     model = str(tmp_path / "model")
     argv = ["train", "--input", vector_data, "--features", "vec", "--code-size", "3", "--output", model,
-            "--epochs", "2", "--hidden", "16", "--min-steps-per-epoch", "5"]
+            "--epochs", "2", "--hidden", "16", "--min-steps", "5"]
     check_clean(*interrupt_at(argv, "batches", signal.SIGINT), signal.SIGINT)
     check_clean(*interrupt_at(argv, "publishing", signal.SIGTERM), signal.SIGTERM)
     assert not os.path.exists(model) and not [n for n in os.listdir(tmp_path) if ".tmp-" in n]

@@ -118,24 +118,24 @@ def png_conv_model(tmp_path_factory) -> str:
     return out
 
 
-def check_png(path: pathlib.Path, name: str) -> bytes:
-    """A non-empty, real PNG of the documented pixel size; returns its bytes."""
+def check_png(path: pathlib.Path, name: str, size: tuple[int, int] | None = None) -> bytes:
+    """A non-empty, real PNG of the documented pixel size (or `size`); returns its bytes."""
     kind = plots.FIGURES[name]
     data = path.read_bytes()
     assert len(data) > 2000 and data.startswith(PNG_MAGIC), f"{path} is not a drawn PNG"
     with Image.open(io.BytesIO(data)) as image:
         image.load()
-        assert image.format == "PNG" and image.size == (kind.width, kind.height), f"{path}: {image.size}"
+        assert image.format == "PNG" and image.size == (size or (kind.width, kind.height)), f"{path}: {image.size}"
     return data
 
 
-def check_page(report_dir: pathlib.Path, drawn: set[str]) -> str:
+def check_page(report_dir: pathlib.Path, drawn: set[str], sizes: dict | None = None) -> str:
     """index.html embeds each drawn figure (the same bytes as its file) and links the file; no external
     resource; report.json lists the same figures."""
     page = (report_dir / "index.html").read_text()
     for name in drawn:
         file = plots.FIGURES[name].file
-        data = check_png(report_dir / file, name)
+        data = check_png(report_dir / file, name, (sizes or {}).get(name))
         assert f'href="{file}"' in page
         assert f"data:image/png;base64,{base64.b64encode(data).decode()}" in page
     embedded = re.findall(r'src="([^"]+)"', page)
@@ -218,8 +218,11 @@ def test_vae_report_draws_the_image_grid_and_prior_samples(square_vae, tmp_path)
 def test_image_bytes_model_shows_decoded_images(png_conv_model, tmp_path):
     """Originals are the PNG bytes decoded by the model's own code; no per-feature bars for images."""
     result = make_report(ReportConfig(model=png_conv_model, output=str(tmp_path / "r"), image_rows=24))
-    check_page(tmp_path / "r", {"loss", "reconstructions", "embedding_map", "error_histogram"})
-    assert "16 of the 24 rows sampled" in {f.file: f.caption for f in result.figures}["reconstructions.png"]
+    # the grid of an image model is at full size: 8 columns of 8x8 px cells with 4 px gaps, 2 pairs of rows
+    check_page(tmp_path / "r", {"loss", "reconstructions", "embedding_map", "error_histogram"},
+               sizes={"reconstructions": (8 * 12 + 4, 2 * (2 * 8 + 12) + 4)})
+    caption = {f.file: f.caption for f in result.figures}["reconstructions.png"]
+    assert "16 of the 24 rows sampled" in caption and "at full size (8x8 px each" in caption
     assert "an image model" in dict(result.skipped)[plots.FIGURES["feature_errors"].title]
 
 
