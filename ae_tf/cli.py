@@ -33,6 +33,7 @@ PIPELINE_COMMANDS = {
     "demo": ("pipelines.demo", "make demo data, train, export and encode it end to end"),
     "reduce": ("pipelines.reduce", "PCA-reduce embedding Parquet; saves the fit (Beam pipeline)"),
     "dedup": ("pipelines.dedup", "find exact and near-duplicate rows of embedding Parquet (Beam pipeline)"),
+    "refresh": ("pipelines.refresh", "keep an embeddings store current: encode only new files, switch CURRENT"),
 }
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError)

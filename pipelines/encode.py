@@ -24,6 +24,7 @@ from apache_beam.utils import shared
 
 import ae_tf
 from ae_tf.anomaly import resolve_threshold
+from ae_tf.codes import Codec, codec_of
 from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
@@ -35,6 +36,7 @@ from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
 from ae_tf.registry import resolve_model_dir
 from pipelines.coders import BATCH, KEYED_BATCH
+from pipelines.compact_output import resolve_codec
 from pipelines.inference import AutoencoderModelHandler
 from pipelines.launch import execute, main_with_summary, prepare_launch
 from pipelines.options import encode_arg_parser, split_args
@@ -133,7 +135,8 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
                 batch_rows: int = 65536, max_rows_per_split: int = 2_000_000, compression: str = "zstd",
                 overwrite: bool = False, skip_bad_files: bool = False,
                 max_rejected_fraction: float = 0.01, flag_anomalies: bool = False,
-                anomaly_threshold: float | None = None, anomaly_quantile: float | None = None) -> EncodePlan:
+                anomaly_threshold: float | None = None, anomaly_quantile: float | None = None,
+                embedding_dtype: str = "float32", codec: Codec | None = None) -> EncodePlan:
     """Check model, inputs and output before launching; every problem is one line naming the path/column.
 
     With `skip_bad_files`, unreadable files and files whose schema does not fit are left out and listed in
@@ -177,8 +180,9 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
             skipped.append((footer.path, str(err)))
     splits = splits_for(kept_footers, max_rows_per_split)
     first = kept_footers[0].schema
+    codec = resolve_codec(embedding_dtype, model_dir, splits, spec.columns, spec, codec)  # pipelines.compact_output
     schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir,
-                           flag_anomalies=threshold is not None)
+                           flag_anomalies=threshold is not None, codec=codec)
     rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
         pa.field(REASON, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())])
     prepare_output(output_dir, overwrite)
@@ -297,6 +301,7 @@ def publish(results: list[ShardResult], rejected: list[ShardResult], plan: Encod
             "threshold": plan.anomaly_threshold, "rule": plan.anomaly_rule,
             "rows_flagged": sum(r.true_count for r in results)},
         "ae_tf_version": ae_tf.__version__,
+        "embedding_codec": (codec_of(plan.schema) or Codec()).to_dict(),
     }
     write_manifest(plan.output_dir, manifest)
     return manifest
@@ -346,7 +351,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()] if args.keep_columns else None
     plan = plan_encode(args.model, args.input, args.output, keep, args.batch_rows, args.max_rows_per_split,
                        args.compression, args.overwrite, args.skip_bad_files, args.max_rejected_fraction,
-                       args.flag_anomalies, args.anomaly_threshold, args.anomaly_quantile)
+                       args.flag_anomalies, args.anomaly_threshold, args.anomaly_quantile, args.embedding_dtype)
     log.info("encoding %d rows from %d file(s) in %d split(s) with model %s%s",
              plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
