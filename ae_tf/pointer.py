@@ -143,11 +143,12 @@ class GcsPointer:
         blob = self._bucket().get_blob(self.name)
         if blob is None:
             return Snapshot(None, 0)
+        generation = int(blob.generation)  # (a download may refresh blob's fields from its response)
         try:  # the bytes of exactly the generation we report
-            raw = blob.download_as_bytes(if_generation_match=blob.generation)
+            raw = blob.download_as_bytes(if_generation_match=generation)
         except (exceptions.PreconditionFailed, exceptions.NotFound):
             return self.read()  # replaced between the two calls: read the newer one
-        return Snapshot(_decode(raw, self.path), int(blob.generation))
+        return Snapshot(_decode(raw, self.path), generation)
 
     def swap(self, expected: Snapshot, data: dict) -> Snapshot:
         from google.api_core import exceptions

@@ -83,6 +83,11 @@ class Current:
         except (KeyError, TypeError, ValueError) as err:
             raise StoreError(f"CURRENT: not a store pointer (missing or bad field {err})") from None
 
+    @property
+    def name(self) -> str:
+        """The folder's name under versions/ (`folder` is relative to ROOT: versions/NAME)."""
+        return self.folder.rstrip("/").rsplit("/", 1)[-1]
+
     def to_dict(self) -> dict:
         data = dataclasses.asdict(self)
         return {"format": FORMAT, **{k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}}
@@ -238,7 +243,7 @@ def stored_files(manifest: dict) -> list[StoredFile]:
 def base_manifest(root: str, current: Current | None, folder: str) -> dict | None:
     """The manifest a run into `folder` builds on: CURRENT's when it points there, else the folder's own
     `_SUCCESS` (a kept older version, e.g. after a rollback); None when the folder starts empty."""
-    if current is not None and current.folder == folder:
+    if current is not None and current.name == folder:
         return read_manifest(storage.join(root, *current.manifest.split("/")))
     success = storage.join(version_dir(root, folder), SUCCESS)
     return read_manifest(success) if storage.isfile(success) else None

@@ -78,7 +78,8 @@ def _gcs_lock(path: str, root: str, run_id: str, ttl_s: float) -> Iterator[None]
     bucket, name = storage.split_gcs(path)
     existing = storage.gcs_client().bucket(bucket).get_blob(name)
     if existing is not None:
-        age = (dt.datetime.now(dt.timezone.utc) - existing.updated).total_seconds()
+        written = existing.updated or dt.datetime.now(dt.timezone.utc)
+        age = (dt.datetime.now(dt.timezone.utc) - written).total_seconds()
         if age < ttl_s:
             raise StoreBusy(f"{root}: another refresh is running ({_describe(existing.download_as_text())}); "
                             f"this one stops without changes (if that run is dead, delete {path})")

@@ -195,9 +195,10 @@ def refresh(args, beam_args) -> dict:
         # What a killed run left in this folder: shards no base references, its _temporary.
         remove_unreferenced(run.directory, {name for f in base_files for name, _ in f.shards})
         storage.rmtree(storage.join(run.directory, TEMP_DIR))
-        if current is not None and current.folder == run.folder and not plan.changes_anything:
+        if current is not None and current.name == run.folder and not plan.changes_anything:
             log.info("%s is up to date with %s (model %s)", root, args.input, version)
-            return {**base, "run": {"run_id": run.run_id, "rows_encoded": 0, "files_encoded": [],
+            pruned = prune(root, list(dict.fromkeys([current.name, *current.history]))[:args.keep_versions])
+            return {**base, "pruned": pruned, "run": {"run_id": run.run_id, "rows_encoded": 0, "files_encoded": [],
                                     "files_reused": len(base_files), "files_dropped": []}}
         log.info("refresh %s: %d new or changed file(s) (%d rows) to encode, %d reused, %d dropped; model %s",
                  root, len(plan.todo), plan.rows_to_encode, len(plan.reuse), len(plan.dropped), version)
@@ -211,7 +212,7 @@ def refresh(args, beam_args) -> dict:
         text = json.dumps(manifest, indent=2, sort_keys=True)
         storage.write_bytes(storage.join(root, *manifest_name.split("/")), text, "application/json")
         storage.write_bytes(storage.join(run.directory, SUCCESS), text, "application/json")
-        history = [run.folder, *[h for h in ((current.folder,) + current.history if current else ()) if h != run.folder]]
+        history = [run.folder, *[h for h in ((current.name,) + current.history if current else ()) if h != run.folder]]
         history = list(dict.fromkeys(history))[:args.keep_versions]
         new = Current(version, relative, manifest_name, manifest["rows_out"],
                       tuple(f"{relative}/{s['file']}" for s in manifest["shards"]), run.dtype, tuple(history),
