@@ -95,6 +95,7 @@ def test_refresh_encodes_only_new_files_and_drops_deleted_ones(tmp_path, vector_
     assert not (folder / "_temporary").exists()
 
 
+@pytest.mark.slow
 def test_new_champion_reencodes_everything_and_a_kill_leaves_current(tmp_path, vector_data, vector_model):
     data, store, registry = tmp_path / "data", tmp_path / "store", Registry(str(tmp_path / "registry"))
     for i in range(4):
@@ -138,6 +139,7 @@ def test_new_champion_reencodes_everything_and_a_kill_leaves_current(tmp_path, v
     assert sorted(p.name for p in (store / "versions").iterdir()) == [champion]
 
 
+@pytest.mark.slow
 def test_two_concurrent_refreshes_one_wins_the_other_stops_cleanly(tmp_path, vector_model, capsys):
     model, _ = vector_model
     data, store = tmp_path / "data", tmp_path / "store"
@@ -192,9 +194,14 @@ def test_refresh_int8_store_feeds_reduce_and_dedup(tmp_path, vector_model):
 
     reduced = reduce.run(["--input", str(store), "--output", str(tmp_path / "reduced"), "--components", "2",
                           "--progress-interval", "0"])
+    assert reduced["rows_in"] == reduced["rows_out"] == 500
     assert ds.dataset(str(tmp_path / "reduced"), format="parquet").count_rows() == 500
-    found = dedup.run(["--input", str(store), "--output", str(tmp_path / "dedup"), "--progress-interval", "0"])
-    assert found is not None
+    found = {}
+    for name, source in (("int8", store), ("float32", float_store)):
+        found[name] = dedup.run(["--input", str(source), "--output", str(tmp_path / f"dedup-{name}"),
+                                 "--progress-interval", "0"])
+    assert found["int8"]["inputs"] == [str(store / f) for f in current(store)["files"]]
+    assert 0 < found["int8"]["rows_kept"] <= 500 and 0 < found["float32"]["rows_kept"] <= 500
 
 
 def test_refresh_on_gcs_through_the_emulator(gcs_root, tmp_path, vector_model):
