@@ -50,7 +50,7 @@ def cli(*args, env=None, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
-def test_refresh_encodes_only_new_files_and_drops_deleted_ones(tmp_path, vector_model):
+def test_refresh_encodes_only_new_files_and_drops_deleted_ones(tmp_path, vector_model, capsys):
     model, _ = vector_model
     data, store = tmp_path / "data", tmp_path / "store"
     for i in range(3):
@@ -93,6 +93,15 @@ def test_refresh_encodes_only_new_files_and_drops_deleted_ones(tmp_path, vector_
     assert ds.dataset(str(folder), format="parquet").count_rows() == 470
     assert json.loads((folder / "_SUCCESS").read_text())["rows_out"] == 470
     assert not (folder / "_temporary").exists()
+
+    # A file that is not Parquet: one line naming it, non-zero, CURRENT untouched.
+    before = current(store)
+    (data / "day-9.parquet").write_bytes(b"not parquet at all")
+    from ae_tf.cli import main
+
+    assert main(["refresh", "--model", str(model), "--input", f"{data}/*.parquet", "--store", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert current(store) == before and err.count("\n") == 0 and "day-9.parquet: not a Parquet file" in err
 
 
 @pytest.mark.slow
