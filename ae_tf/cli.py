@@ -36,6 +36,7 @@ PIPELINE_COMMANDS = {
     "demo": ("pipelines.demo", "make demo data, train, export, encode and report on it end to end"),
     "reduce": ("pipelines.reduce", "PCA-reduce embedding Parquet; saves the fit (Beam pipeline)"),
     "dedup": ("pipelines.dedup", "find exact and near-duplicate rows of embedding Parquet (Beam pipeline)"),
+    "refresh": ("pipelines.refresh", "keep an embeddings store current: encode only new files, switch CURRENT"),
 }
 
 # Pipelines that run a model in this process: TensorFlow is imported (quietly) once their flags are checked.

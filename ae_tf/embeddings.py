@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.codes import Codec, codec_of, with_codec
+
 EMBEDDING = "embedding"
 RECONSTRUCTION_ERROR = "reconstruction_error"
 IS_ANOMALY = "is_anomaly"
@@ -20,14 +22,17 @@ RESERVED = (EMBEDDING, RECONSTRUCTION_ERROR, IS_ANOMALY)
 
 
 def output_schema(input_schema: pa.Schema, keep_columns: Sequence[str], code_size: int,
-                  model_version: str, model_dir: str = "", flag_anomalies: bool = False) -> pa.Schema:
-    """Schema of every output shard (known before any row is read, so empty shards have it too)."""
+                  model_version: str, model_dir: str = "", flag_anomalies: bool = False,
+                  codec: Codec | None = None) -> pa.Schema:
+    """Schema of every output shard (known before any row is read, so empty shards have it too);
+    `codec` stores the embedding as float16 or int8 (ae_tf.codes)."""
     fields = [input_schema.field(name) for name in keep_columns]
     fields += [pa.field(EMBEDDING, pa.list_(pa.float32(), code_size)),
                pa.field(RECONSTRUCTION_ERROR, pa.float32())]
     if flag_anomalies:
         fields.append(pa.field(IS_ANOMALY, pa.bool_()))
-    return pa.schema(fields, metadata={MODEL_VERSION_KEY: model_version.encode(), MODEL_DIR_KEY: model_dir.encode()})
+    schema = pa.schema(fields, metadata={MODEL_VERSION_KEY: model_version.encode(), MODEL_DIR_KEY: model_dir.encode()})
+    return with_codec(schema, codec) if codec is not None else schema
 
 
 def embedding_array(matrix: np.ndarray) -> pa.FixedSizeListArray:
@@ -43,9 +48,10 @@ def encoded_batch(source: pa.RecordBatch | pa.Table, embedding: np.ndarray, erro
     With an `is_anomaly` field in the schema, rows whose error exceeds `anomaly_threshold` are flagged.
     """
     columns = []
+    codec = codec_of(schema)
     for field in schema:
         if field.name == EMBEDDING:
-            columns.append(embedding_array(embedding))
+            columns.append(embedding_array(embedding) if codec is None else codec.array(embedding))
         elif field.name == RECONSTRUCTION_ERROR:
             columns.append(pa.array(np.asarray(error, dtype=np.float32)))
         elif field.name == IS_ANOMALY:
@@ -71,11 +77,16 @@ class IncompleteOutputError(ValueError):
 
 
 def _embedding_files(path: str) -> list[str]:
-    """A directory (its *.parquet), a glob or one file -> sorted Parquet files; names starting with _ or .
-    (manifests, _pca/, temporary files) are skipped. A directory of ae-tf shards must have `_SUCCESS`."""
+    """A store root (its CURRENT files), a directory (its *.parquet), a glob or one file -> sorted Parquet
+    files; names starting with _ or . (manifests, _pca/, temporary files) are skipped. A directory of ae-tf
+    shards must have `_SUCCESS`."""
     import glob
     import os
 
+    from ae_tf.store import current_files, is_store
+
+    if is_store(path):
+        return current_files(path)
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.parquet")))
         shards = [f for f in files if os.path.basename(f).startswith("part-")]
@@ -92,28 +103,55 @@ def _embedding_files(path: str) -> list[str]:
     return files
 
 
+def _read_table(path: str, columns: list[str] | None = None) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    from ae_tf import storage
+
+    if storage.is_gcs(path):
+        with storage.open_read(path) as f:
+            return pq.read_table(f, columns=columns)
+    return pq.read_table(path, columns=columns)
+
+
+def _read_schema(path: str) -> pa.Schema:
+    import pyarrow.parquet as pq
+
+    from ae_tf import storage
+
+    if storage.is_gcs(path):
+        with storage.open_read(path) as f:
+            return pq.read_schema(f)
+    return pq.read_schema(path)
+
+
 def read_embeddings(path: str, column: str = EMBEDDING, id_column: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Embedding Parquet (an output directory, a glob or one file) -> (ids, float32 matrix [rows, k]).
 
-    Rows come in file order. `id_column` defaults to `id` when present, else the first column that is
-    neither the vector nor `reconstruction_error`; with no such column the ids are row numbers. Works for
-    any list-of-numbers column, e.g. `column="reduced"` on `ae-tf reduce` output.
+    A store root (`ae-tf refresh --store`) is read through its CURRENT pointer. float16 and int8 codes
+    (ae_tf.codes) come back as float32. Rows come in file order. `id_column` defaults to `id` when present,
+    else the first column that is neither the vector nor `reconstruction_error`; with no such column the ids
+    are row numbers. Works for any list-of-numbers column, e.g. `column="reduced"` on `ae-tf reduce` output.
     """
-    import pyarrow.parquet as pq
-
     from ae_tf.features import features_to_array, infer_feature_spec
 
     files = _embedding_files(path)
-    schema = pq.read_schema(files[0])
+    schema = _read_schema(files[0])
     if column not in schema.names:
         raise ValueError(f"{files[0]}: column {column!r} not found; columns are: {', '.join(schema.names)}")
     if id_column is None:
         others = [n for n in schema.names if n not in (column, RECONSTRUCTION_ERROR)]
         id_column = "id" if "id" in schema.names else (others[0] if others else None)
     columns = [column] if id_column is None else [id_column, column]
-    table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files], promote_options="permissive")
-    spec = infer_feature_spec(table.schema, [column], source=path, sample=table)
-    matrix = features_to_array(table, spec, source=path)
+    tables = [_read_table(f, columns=columns) for f in files]
+    codecs = [codec_of(t.schema) if column == EMBEDDING else None for t in tables]
+    if any(codecs):  # float16 / int8 codes: each file decoded with the codec in its own metadata
+        matrix = np.concatenate([(c or Codec()).matrix(t.column(column)) for t, c in zip(tables, codecs, strict=True)])
+        tables = [t.drop_columns([column]) for t in tables]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if not any(codecs):
+        spec = infer_feature_spec(table.schema, [column], source=path, sample=table)
+        matrix = features_to_array(table, spec, source=path)
     if id_column is None:
         return np.arange(table.num_rows), matrix
     return table.column(id_column).to_numpy(), matrix

@@ -29,6 +29,7 @@ from apache_beam.utils import shared
 import ae_tf
 from ae_tf.anomaly import resolve_threshold
 from ae_tf.batching import auto_model_batch_rows
+from ae_tf.codes import Codec, codec_of
 from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
@@ -40,6 +41,7 @@ from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema
 from ae_tf.registry import resolve_model_dir
 from pipelines.coders import BATCH
+from pipelines.compact_output import resolve_codec
 from pipelines.inference import AutoencoderModelHandler
 from pipelines.launch import execute, main_with_summary, prepare_launch
 from pipelines.options import encode_arg_parser, split_args
@@ -140,7 +142,8 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
                 overwrite: bool = False, skip_bad_files: bool = False,
                 max_rejected_fraction: float = 0.01, flag_anomalies: bool = False,
                 anomaly_threshold: float | None = None, anomaly_quantile: float | None = None,
-                model_batch_rows: int | None = None, model_memory_mb: float | None = None) -> EncodePlan:
+                model_batch_rows: int | None = None, model_memory_mb: float | None = None,
+                embedding_dtype: str = "float32", codec: Codec | None = None) -> EncodePlan:
     """Check model, inputs and output before launching; every problem is one line naming the path/column.
 
     With `skip_bad_files`, unreadable files and files whose schema does not fit are left out and listed in
@@ -189,8 +192,9 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
             skipped.append((footer.path, str(err)))
     splits = splits_for(kept_footers, max_rows_per_split)
     first = kept_footers[0].schema
+    codec = resolve_codec(embedding_dtype, model_dir, splits, spec.columns, spec, codec)  # pipelines.compact_output
     schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir,
-                           flag_anomalies=threshold is not None)
+                           flag_anomalies=threshold is not None, codec=codec)
     rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
         pa.field(REASON, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())])
     prepare_output(output_dir, overwrite)
@@ -305,6 +309,7 @@ def publish(results: list[ShardResult], rejected: list[ShardResult], plan: Encod
             "threshold": plan.anomaly_threshold, "rule": plan.anomaly_rule,
             "rows_flagged": sum(r.true_count for r in results)},
         "ae_tf_version": ae_tf.__version__,
+        "embedding_codec": (codec_of(plan.schema) or Codec()).to_dict(),
     }
     write_manifest(plan.output_dir, manifest)
     return manifest
@@ -352,7 +357,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
     plan = plan_encode(args.model, args.input, args.output, keep, args.batch_rows, args.max_rows_per_split,
                        args.compression, args.overwrite, args.skip_bad_files, args.max_rejected_fraction,
                        args.flag_anomalies, args.anomaly_threshold, args.anomaly_quantile,
-                       args.model_batch_rows, args.model_memory_mb)
+                       args.model_batch_rows, args.model_memory_mb, args.embedding_dtype)
     log.info("encoding %d rows from %d file(s) in %d split(s) with model %s, %d rows per model call%s",
              plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version, plan.model_batch_rows,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")

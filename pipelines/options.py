@@ -38,6 +38,9 @@ def encode_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-rejected-fraction", type=float, default=0.01,
                         help="fail, publishing nothing but _rejected/, when more rows than this fraction cannot "
                              "be encoded (default: %(default)s)")
+    from pipelines.compact_output import add_embedding_dtype_flag
+
+    add_embedding_dtype_flag(parser)
     add_gpu_flag(parser)
     return parser
 

@@ -16,6 +16,8 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.codes import Codec, codec_of
+from ae_tf.embeddings import EMBEDDING
 from ae_tf.features import (
     VECTOR,
     FeatureSpec,
@@ -24,6 +26,7 @@ from ae_tf.features import (
     features_to_array,
     infer_feature_spec,
 )
+from ae_tf.store import current_files, is_store
 from pipelines.parquet import (
     InputError,
     ParquetSplit,
@@ -42,6 +45,7 @@ class VectorInput:
     splits: tuple[ParquetSplit, ...]
     schema: pa.Schema  # of the first file
     spec: FeatureSpec
+    codecs: tuple[tuple[str, Codec], ...] = ()  # files whose vectors are float16/int8 codes (ae_tf.codes)
 
     @property
     def column(self) -> str:
@@ -78,14 +82,20 @@ class VectorInput:
     def matrix(self, batch: pa.RecordBatch | pa.Table, split_index: int, first_row: int | None = None) -> np.ndarray:
         """The vector column of one batch -> float32 [rows, width]; nulls and NaN/inf fail naming the file."""
         source = self.source(split_index, first_row)
-        matrix = features_to_array(batch, self.spec, source=source)
+        codec = dict(self.codecs).get(self.splits[split_index].path)
+        if codec is not None:
+            matrix = codec.matrix(batch.column(self.column))
+        else:
+            matrix = features_to_array(batch, self.spec, source=source)
         check_finite(matrix, self.spec, source=source)
         return matrix
 
 
 def plan_vector_input(pattern: str, column: str = "embedding", max_rows_per_split: int = 2_000_000) -> VectorInput:
-    """Match files, plan splits from footers and check the vector column in every file (one-line errors)."""
-    files = match_files(pattern)
+    """Match files, plan splits from footers and check the vector column in every file (one-line errors).
+
+    A store root (`ae-tf refresh --store`) means the files its CURRENT pointer lists."""
+    files = input_files(pattern)
     splits, _ = plan_splits(files, max_rows_per_split)
     schemas = {path: open_parquet(path).schema_arrow for path in files}
     first_path, first = files[0], schemas[files[0]]
@@ -101,7 +111,16 @@ def plan_vector_input(pattern: str, column: str = "embedding", max_rows_per_spli
         raise InputError(f"{first_path}: column {column!r} is {first.field(column).type}, expected a list of numbers")
     for path, schema in schemas.items():
         check_schema(schema, spec, source=path)
-    return VectorInput(tuple(files), tuple(splits), first, spec)
+    codecs = tuple((path, codec) for path, schema in schemas.items()
+                   if column == EMBEDDING and (codec := codec_of(schema)) is not None)
+    return VectorInput(tuple(files), tuple(splits), first, spec, codecs)
+
+
+def input_files(pattern: str) -> list[str]:
+    """The files behind --input: a store root's current files, else the glob or directory's matches."""
+    if is_store(pattern):
+        return current_files(pattern)
+    return match_files(pattern)
 
 
 def check_columns(vectors: VectorInput, names: Sequence[str], flag: str) -> None:

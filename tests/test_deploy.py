@@ -110,6 +110,28 @@ def assert_encode_args(args: list[str]) -> None:
     assert not unknown, f"not Beam options: {sorted(unknown)}"
 
 
+def assert_refresh_args(args: list[str]) -> None:
+    """`ae-tf refresh` flags go to its parser; whatever is left must be a known Beam option."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.options import split_args
+    from pipelines.refresh import refresh_arg_parser
+
+    parsed, beam_args = split_args(refresh_arg_parser(), args)
+    assert parsed.model and parsed.input and parsed.store
+    options = PipelineOptions(beam_args)
+    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
+    assert not unknown, f"not Beam options: {sorted(unknown)}"
+
+
+def assert_retrain_then_refresh(args: list[str]) -> None:
+    """retrain.sh arguments: `ae-tf retrain` flags, `--`, then `ae-tf refresh` flags."""
+    assert "--" in args, "the schedule must refresh the store after retraining"
+    cut = args.index("--")
+    assert_retrain_args(args[:cut])
+    assert_refresh_args(args[cut + 1:])
+
+
 def test_kubernetes_cronjob_is_valid():
     docs = list(yaml.safe_load_all((DEPLOY / "k8s" / "retrain-cronjob.yaml").read_text()))
     cron = next(d for d in docs if d["kind"] == "CronJob")
@@ -129,7 +151,7 @@ def test_kubernetes_cronjob_is_valid():
     assert int(container["resources"]["limits"]["nvidia.com/gpu"]) == 1
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     assert all(isinstance(a, str) for a in container["args"])
-    assert_retrain_args(container["args"])
+    assert_retrain_then_refresh(container["args"])
 
 
 def module_constants(path: pathlib.Path) -> dict:
@@ -148,10 +170,10 @@ def test_airflow_dag_is_valid_and_names_real_flags():
     constants = module_constants(path)
     assert constants["EXIT_KEPT"] == EXIT_KEPT
     retrain = shlex.split(constants["RETRAIN_COMMAND"])
-    encode = shlex.split(constants["ENCODE_COMMAND"])
-    assert retrain[:2] == ["ae-tf", "retrain"] and encode[:2] == ["ae-tf", "encode"]
+    refresh = shlex.split(constants["REFRESH_COMMAND"])
+    assert retrain[:2] == ["ae-tf", "retrain"] and refresh[:2] == ["ae-tf", "refresh"]
     assert_retrain_args(retrain[2:])
-    assert_encode_args(encode[2:])
+    assert_refresh_args(refresh[2:])
     text = path.read_text()
     assert "skip_on_exit_code=EXIT_KEPT" in text and 'trigger_rule="none_failed"' in text
 
@@ -162,7 +184,7 @@ def test_cron_and_systemd_examples_name_real_flags():
     command = shlex.split(line.split(">>")[0])[5:]  # after the five schedule fields
     assert command[:3] == ["flock", "-n", "/tmp/ae-tf-retrain.lock"]
     assert command[3].endswith("deploy/cron/retrain.sh")
-    assert_retrain_args(command[4:])
+    assert_retrain_then_refresh(command[4:])
 
     units = {}
     for name in ("ae-tf-retrain.service", "ae-tf-retrain.timer"):
@@ -174,7 +196,7 @@ def test_cron_and_systemd_examples_name_real_flags():
     assert service["Service"]["Type"] == "oneshot"
     exec_start = shlex.split(service["Service"]["ExecStart"])
     assert exec_start[0].endswith("deploy/cron/retrain.sh")
-    assert_retrain_args(exec_start[1:])
+    assert_retrain_then_refresh(exec_start[1:])
     assert timer["Timer"]["OnCalendar"] and timer["Timer"]["Unit"] == "ae-tf-retrain.service"
     assert timer["Install"]["WantedBy"] == "timers.target"
 
@@ -183,6 +205,8 @@ def test_shell_scripts_parse_and_the_scheduler_body_uses_template_parameters():
     for script in (RETRAIN_SH, DEPLOY / "dataflow" / "flex_template.sh", DEPLOY / "scheduler" / "cloud_scheduler.sh"):
         subprocess.run(["bash", "-n", str(script)], check=True)
         assert os.access(script, os.X_OK), f"{script} is not executable"
+    cloud_run = re.search(r'--args="([^"]+)"', (DEPLOY / "scheduler" / "cloud_scheduler.sh").read_text()).group(1)
+    assert_retrain_then_refresh(cloud_run.replace("${BUCKET}", "my-bucket").split(","))
     body = json.loads((DEPLOY / "scheduler" / "encode-launch-body.json").read_text())["launchParameter"]
     metadata = json.loads((DEPLOY / "dataflow" / "metadata.json").read_text())
     names = {p["name"] for p in metadata["parameters"]}
@@ -194,7 +218,8 @@ def test_shell_scripts_parse_and_the_scheduler_body_uses_template_parameters():
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/env"), reason="needs a POSIX shell")
 def test_cron_command_runs_locally_on_tiny_data(tmp_path):
-    """The exact wrapper cron, systemd and the CronJob run: promoted first, then kept (still exit 0)."""
+    """The exact wrapper cron, systemd and the CronJob run: promoted first, then kept (still exit 0); each
+    run then refreshes the store: everything the first time, nothing new the second."""
     for day, seed in (("2026-06-01", 3), ("2026-06-02", 4)):
         write_vector_dataset(tmp_path / "data" / f"dt={day}", rows=300, files=1, seed=seed)
     registry = tmp_path / "registry"
@@ -202,13 +227,18 @@ def test_cron_command_runs_locally_on_tiny_data(tmp_path):
            "TF_CPP_MIN_LOG_LEVEL": "2"}
     command = [str(RETRAIN_SH), "--registry", str(registry), "--input", str(tmp_path / "data" / "dt=*"),
                "--latest-partitions", "7", "--features", "vec", "--code-size", "3", "--hidden", "8",
-               "--epochs", "2", "--batch-size", "64"]
+               "--epochs", "2", "--batch-size", "64",
+               "--", "--model", str(registry), "--input", str(tmp_path / "data" / "dt=*" / "*.parquet"),
+               "--store", str(tmp_path / "store"), "--progress-interval", "0"]
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "promoted a new champion" in first.stdout
+    assert "encoded    600 rows" in first.stdout and "refresh: store is current" in first.stdout
     champion = json.loads((registry / "champion.json").read_text())["champion"]
+    assert json.loads((tmp_path / "store" / "CURRENT").read_text())["model_version"] == champion
     # Same data, same seed, same recipe: not better by 1% -> kept, which the wrapper reports as success.
     second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "champion kept" in second.stdout
+    assert "encoded    0 rows" in second.stdout
     assert json.loads((registry / "champion.json").read_text())["champion"] == champion
