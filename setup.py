@@ -22,6 +22,8 @@ EXTRAS = {
     "demo": ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4", "scikit-image>=0.24,<0.26", "pillow>=10,<13"],
     # `ae-tf report` (and `ae-tf sweep`'s plot) draw PNG figures with matplotlib (Agg, no display).
     "report": ["matplotlib>=3.8,<4"],
+    # benchmarks/dedup.py compares against faiss exact range search (and builds digits data with scikit-learn)
+    "benchmark": ["faiss-cpu>=1.8,<2", "scikit-learn>=1.4,<2"],
     "test": [
         "pytest>=8,<10",
         "ruff>=0.6,<1",

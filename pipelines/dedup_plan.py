@@ -30,6 +30,7 @@ SUMMARY_NAME = "summary.json"
 SAMPLE_ROWS = 10_000  # rows deduplicated at launch to place the centroids
 WORK_PER_PARTITION = 3e7  # rows x kept rows compared in one partition (~0.3-1 s of matrix products)
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
+DENSE_KEPT_FRACTION = 0.05  # below this estimated kept fraction, partitions grow with the square of the ratio
 MISSED_REAL = 0.001  # of the sample's duplicate pairs
 MISSED_MADE = 0.05  # of pairs at exactly the threshold
 LSH_FLAGS = ("--recall", "--bands", "--rows-per-band", "--rounds", "--max-bucket")
@@ -219,8 +220,9 @@ def place_partitions(sample: np.ndarray, rows: int, threshold: float, partitions
     half = int(result.kept[: len(units) // 2].sum())  # greedy on the first half decides its rows the same way
     growth = min(1.0, max(0.0, math.log2(max(kept, 1) / max(half, 1))))  # kept ~ rows ** growth
     estimated = int(min(rows, kept * (rows / len(units)) ** growth))
-    if partitions is None:
-        partitions = math.ceil(math.sqrt(rows * max(estimated, 1) / WORK_PER_PARTITION))
+    if partitions is None:  # heavily duplicated data: few kept rows, so bigger partitions and fewer boundaries
+        work = WORK_PER_PARTITION * max(1.0, (DENSE_KEPT_FRACTION * rows / max(estimated, 1)) ** 2)
+        partitions = math.ceil(math.sqrt(rows * max(estimated, 1) / work))
         partitions = max(1, min(partitions, kept // 4, 4096))
     centroids = fit_spherical_kmeans(units[result.kept], partitions, seed)
     removed = np.flatnonzero(~result.kept)  # the sample's own pairs, and pairs made at the threshold
