@@ -31,6 +31,8 @@ EXTRAS = {
         "matplotlib>=3.8,<4",
         # the image tests write PNG, JPEG, GIF, BMP and WebP files (the models decode them with TensorFlow)
         "pillow>=10,<13",
+        # benchmarks/image_encode.py crops the photographs bundled in its wheel (skimage/data)
+        "scikit-image>=0.24,<0.27",
     ],
 }
 
