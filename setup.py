@@ -36,6 +36,8 @@ EXTRAS = {
         "pillow>=10,<13",
         # a real GCS API on localhost for the gs:// tests (tests/gcs_emulator.py)
         "gcp-storage-emulator>=2026.7,<2027",
+        # benchmarks/image_encode.py crops the photographs bundled in its wheel (skimage/data)
+        "scikit-image>=0.24,<0.26",
     ],
 }
 
