@@ -39,7 +39,7 @@ def demo_arg_parser() -> argparse.ArgumentParser:
                    help="the photo demo: crops of the photographs inside scikit-image and scikit-learn, a conv "
                         "model, encode, near-duplicate dedup and the report")
     p.add_argument("--image-size", type=int, default=64, help="--images: side of each crop in pixels")
-    p.add_argument("--filters", default="32,64,128", help="--images: conv filters per stride-2 layer")
+    p.add_argument("--filters", default="16,32,64", help="--images: conv filters per stride-2 layer")
     p.add_argument("--threshold", type=float, default=0.95, help="--images: cosine similarity of near duplicates")
     return p
 

@@ -4,7 +4,7 @@ Writes JPEG crops of the photographs inside scikit-image and scikit-learn (with 
 re-encodes, small shifts, mirror images; see ae_tf.demo_images) as Parquet, trains a conv autoencoder on
 them, encodes them with the Beam pipeline, finds near duplicates with the dedup pipeline, says how many of
 the planted ones it found, and writes the visual report (reconstructions at full size, duplicate groups).
-Defaults: 2,000 rows of 64x64 RGB, code size 32, 8 epochs.
+Defaults: 2,000 rows of 64x64 RGB, filters 16,32,64, code size 32, 8 epochs.
 """
 
 from __future__ import annotations
