@@ -3,8 +3,10 @@
 Signatures (all take `features`: the stored values, raw; normalisation and image decoding are inside):
   encode / serving_default -> embedding [rows, k]
   decode (embedding)       -> reconstruction [rows, width] in raw scale, or [rows, h, w, c] in [0, 1]
-  score                    -> reconstruction_error [rows]
-  encode_and_score         -> both, in one pass (what the Beam pipeline calls)
+  score                    -> reconstruction_error [rows], anomaly_score [rows] (the metadata's
+                              `anomaly_score.rule`, ae_tf.anomaly_score) and its two terms
+                              standardized_error, latent_distance [rows]
+  encode_and_score         -> embedding, reconstruction_error, anomaly_score in one pass (what Beam calls)
   sample (n, VAE only)     -> samples: n rows (or images) decoded from codes drawn from the prior
 `features` is float32 [rows, width] for numeric features, tf.string [rows] of encoded files (PNG, JPEG,
 ...) for image-bytes features, float32 [rows, h*w*c] for images stored as pixel arrays.
@@ -55,9 +57,10 @@ def library_versions() -> dict:
             "python": platform.python_version()}
 
 
-def _signature_functions(model, spec):
+def _signature_functions(model, spec, score_parameters=None):
     import tensorflow as tf
 
+    from ae_tf.anomaly_score import score_outputs
     from ae_tf.images import model_input_signature
 
     features = model_input_signature(spec)
@@ -70,11 +73,13 @@ def _signature_functions(model, spec):
         return {"reconstruction": model.decode(embedding)}
 
     def score(features):
-        return {"reconstruction_error": model.score(features)}
+        out = score_outputs(model, features, score_parameters)
+        del out["embedding"]
+        return out
 
     def encode_and_score(features):
-        embedding, error = model.encode_and_score(features)
-        return {"embedding": embedding, "reconstruction_error": error}
+        out = score_outputs(model, features, score_parameters)
+        return {name: out[name] for name in ("embedding", "reconstruction_error", "anomaly_score")}
 
     functions = [
         ("serving_default", encode, features),
@@ -92,8 +97,11 @@ def _signature_functions(model, spec):
 
 
 def export_model(model, model_dir: str, metadata: dict, history: dict | None = None,
-                 overwrite: bool = False) -> dict:
-    """Write `model` as a SavedModel at `model_dir` (atomically) and return the metadata written."""
+                 overwrite: bool = False, score_parameters=None) -> dict:
+    """Write `model` as a SavedModel at `model_dir` (atomically) and return the metadata written.
+
+    `score_parameters` (ae_tf.anomaly_score.ScoreParameters) are the constants of `anomaly_score`; without
+    them it is the plain reconstruction error."""
     import keras
     import tensorflow as tf
 
@@ -111,9 +119,10 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         **metadata,
         "signatures": [name for name, _, _ in _signature_functions(model, spec)],
     }
+    signatures = _signature_functions(model, spec, score_parameters)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, fn, input_spec in _signature_functions(model, spec):
+    for name, fn, input_spec in signatures:
         archive.add_endpoint(name=name, fn=fn, input_signature=[input_spec])
 
     staging = f"{model_dir.rstrip('/')}.tmp-{uuid.uuid4().hex[:8]}"

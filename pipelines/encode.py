@@ -31,6 +31,7 @@ from ae_tf.embeddings import (
     encoded_batch,
     output_schema,
 )
+from ae_tf.encoder import Encoded
 from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema, validate_rows
 from ae_tf.registry import resolve_model_dir
@@ -254,15 +255,16 @@ class _EncodeBatchesDoFn(beam.DoFn):
         (index, _offset), batch = element
         started = time.perf_counter()
         try:
-            embedding, error = self._model.encode(batch) if batch.num_rows else (
-                np.zeros((0, self._model.code_size), np.float32), np.zeros(0, np.float32))
+            out = self._model.run(batch) if batch.num_rows else Encoded(
+                np.zeros((0, self._model.code_size), np.float32), np.zeros(0, np.float32), np.zeros(0, np.float32))
         except Exception as err:  # routed to the dead letter output; the conservation check still holds
             self._failed.inc()
             yield beam.pvalue.TaggedOutput(REJECTED, rejected_by_model(index, batch, err, self._plan))
             return
         self._latency.update(int((time.perf_counter() - started) * 1000))
         self._rows.inc(batch.num_rows)
-        yield index, encoded_batch(batch, embedding, error, self._plan.schema, self._plan.anomaly_threshold)
+        yield index, encoded_batch(batch, out.embedding, out.reconstruction_error, self._plan.schema,
+                                   self._plan.anomaly_threshold, anomaly_score=out.anomaly_score)
 
 
 def publish(results: list[ShardResult], rejected: list[ShardResult], plan: EncodePlan, started: str) -> dict:
