@@ -6,7 +6,7 @@ dominate, and it ignores where a row lands in the code space. The default rule (
 
     standardized_error = mean over values j of (x_j - x̂_j)^2 / v_j
     latent_distance    = (z - m)' P (z - m) / k
-    anomaly_score      = standardized_error + latent_weight * latent_distance
+    anomaly_score      = standardized_error + latent_weight * latent_distance   (latent_weight 1)
 
 `v_j` is the mean squared residual of value j on the held-out rows (floored at VARIANCE_FLOOR times their
 mean, so a value that is always rebuilt exactly cannot divide by zero); `m` and `P` are the mean and the

@@ -10,7 +10,7 @@ Datasets (nothing is downloaded):
 A split seed draws the rows; a model seed initialises the network (and IsolationForest). Every model is
 trained by the real `ae_tf.train.train` on Parquet written here and scored by the exported SavedModel's
 `score` signature, loaded with plain `tf.saved_model.load`. The benchmark recipe is small so the run fits
-on 2 cores: hidden 64,32, 10 epochs of at least 20 steps; code sizes in CODE_SIZE.
+on 2 cores: hidden 64,32, 5 epochs of at least 40 steps; code sizes in CODE_SIZE.
 
 Detectors, on the same features and training rows:
   AE anomaly_score (default)  the `score` signature's `anomaly_score`: standardized_error + latent_distance
@@ -18,6 +18,7 @@ Detectors, on the same features and training rows:
   AE latent_distance          Mahalanobis distance of the code under the training codes' covariance
   AE reconstruction_error     plain mean squared error in normalised units (the old default)
   AE ensemble of N seeds      the mean `anomaly_score` of the N seeds' models (one value per split)
+  AE std + w x latent         other weights of the latent term, from the same two outputs (rule candidates)
   PCA                         reconstruction error with as many components as the code (raw features)
   IsolationForest, LOF        scikit-learn defaults (LocalOutlierFactor(novelty=True)); -score_samples
 AUROC is averaged over the classes of a dataset; the table shows the mean and standard deviation over the
@@ -46,8 +47,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 DATASETS = ("breast_cancer", "digits", "wine", "iris")
-CODE_SIZE = {"breast_cancer": 4, "digits": 8, "wine": 4, "iris": 2}
-RECIPE = {"hidden": "64,32", "epochs": 10, "min_steps_per_epoch": 20}
+CODE_SIZE = {"breast_cancer": 2, "digits": 8, "wine": 4, "iris": 2}
+RECIPE = {"hidden": "64,32", "epochs": 5, "min_steps_per_epoch": 40}
+WEIGHTS = (0.25, 0.5, 1.0, 2.0)  # other latent weights, recomputed from the signature's two terms
 DEFAULT = "AE anomaly_score (default)"
 AE_OUTPUTS = {DEFAULT: "anomaly_score", "AE standardized_error": "standardized_error",
               "AE latent_distance": "latent_distance", "AE reconstruction_error": "reconstruction_error"}
@@ -142,25 +144,27 @@ def model_scores(task: Task, k: int, seed: int, workdir: str) -> dict[str, np.nd
 
 
 def run_task(args: tuple[str, int, int, tuple[int, ...]]) -> list[dict]:
-    """Every seed's AUROC for every detector on every class of (dataset, split); one process per call."""
-    dataset, split, _, seeds = args
+    """Every seed's AUROC for every detector on one (dataset, split, class); one worker process per call."""
+    dataset, split, index, seeds = args
     logging.getLogger("ae_tf").setLevel(logging.WARNING)
     workdir = tempfile.mkdtemp(prefix="ae_tf_anomaly_")
     k = CODE_SIZE[dataset]
-    rows = []
+    task = tasks(dataset, split)[index]
+    rows, ensemble = [], []
     try:
-        for task in tasks(dataset, split):
-            ensemble = []
-            for seed in seeds:
-                started = time.perf_counter()
-                scores = {**model_scores(task, k, seed, workdir), **classical_scores(task, k, seed)}
-                ensemble.append(scores[DEFAULT])
-                rows.append({"dataset": dataset, "normal": task.normal, "split": split, "seed": seed,
-                             "seconds": round(time.perf_counter() - started, 1),
-                             "auroc": {n: auroc(s, task.is_anomaly) for n, s in scores.items()}})
-            rows.append({"dataset": dataset, "normal": task.normal, "split": split, "seed": None,
-                         "auroc": {f"AE ensemble of {len(seeds)} seeds": auroc(np.mean(ensemble, axis=0),
-                                                                               task.is_anomaly)}})
+        for seed in seeds:
+            started = time.perf_counter()
+            scores = {**model_scores(task, k, seed, workdir), **classical_scores(task, k, seed)}
+            for weight in WEIGHTS:
+                scores[f"AE std + {weight:g} x latent"] = (scores["AE standardized_error"]
+                                                           + weight * scores["AE latent_distance"])
+            ensemble.append(scores[DEFAULT])
+            rows.append({"dataset": dataset, "normal": task.normal, "split": split, "seed": seed,
+                         "seconds": round(time.perf_counter() - started, 1),
+                         "auroc": {n: auroc(s, task.is_anomaly) for n, s in scores.items()}})
+        rows.append({"dataset": dataset, "normal": task.normal, "split": split, "seed": None,
+                     "auroc": {f"AE ensemble of {len(seeds)} seeds": auroc(np.mean(ensemble, axis=0),
+                                                                           task.is_anomaly)}})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return rows
@@ -219,27 +223,34 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     started = time.perf_counter()
     seeds = tuple(range(args.seeds))
-    work = [(d, split, i, seeds) for i, (d, split) in enumerate(
-        (d, s) for d in args.datasets.split(",") for s in range(args.splits))]
-    work.sort(key=lambda w: w[0] != "digits")  # the longest first, so the workers finish together
+    classes = {d: len(tasks(d, 0)) for d in args.datasets.split(",")}
+    # split by split, so an interrupted run still holds whole splits of every dataset (OUT/anomaly.json
+    # is rewritten after each piece of work)
+    work = [(d, split, i, seeds) for split in range(args.splits) for d in classes for i in range(classes[d])]
+    os.makedirs(args.out, exist_ok=True)
     rows: list[dict] = []
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        for done, result in enumerate(pool.imap_unordered(run_task, work), 1):
+        for done, result in enumerate(pool.imap(run_task, work), 1):
             rows += result
             first = result[0]
-            logging.info("%d/%d done: %s split %d (%d models, %.0fs elapsed)", done, len(work), first["dataset"],
-                         first["split"], sum(r["seed"] is not None for r in result), time.perf_counter() - started)
+            logging.info("%d/%d done: %s class %d split %d (%d models, %.0fs elapsed)", done, len(work),
+                         first["dataset"], first["normal"], first["split"],
+                         sum(r["seed"] is not None for r in result), time.perf_counter() - started)
+            save(args.out, rows, time.perf_counter() - started, met=None)
     table = summarise(rows)
     seconds = time.perf_counter() - started
     met = print_report(table, args.seeds, args.splits)
     models = sum(r["seed"] is not None for r in rows)
     print(f"\n{models} models in {seconds:.0f}s ({args.jobs} jobs, {seconds / max(models, 1) * args.jobs:.1f}s per "
           f"model per job)")
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "anomaly.json"), "w") as f:
-        json.dump({"table": table, "runs": rows, "seconds": round(seconds, 1), "recipe": RECIPE,
-                   "code_size": CODE_SIZE, "target_met": met}, f, indent=2)
+    save(args.out, rows, seconds, met)
     return 0
+
+
+def save(out: str, rows: list[dict], seconds: float, met: bool | None) -> None:
+    with open(os.path.join(out, "anomaly.json"), "w") as f:
+        json.dump({"table": summarise(rows), "runs": rows, "seconds": round(seconds, 1), "recipe": RECIPE,
+                   "code_size": CODE_SIZE, "target_met": met}, f, indent=2)
 
 
 if __name__ == "__main__":
