@@ -210,25 +210,67 @@ def print_report(table: dict, seeds: int, splits: int) -> bool:
     return met
 
 
+def markdown(table: dict) -> str:
+    """The README's table: mean ± std per dataset, the best classical mean in bold."""
+    datasets = list(table)
+    names = list(dict.fromkeys(n for d in datasets for n in table[d]))
+    best = {d: max(CLASSICAL, key=lambda n: table[d][n]["mean"]) for d in datasets}
+    lines = ["| detector | " + " | ".join(datasets) + " |", "|---" * (len(datasets) + 1) + "|"]
+    for name in names:
+        cells = []
+        for d in datasets:
+            if name not in table[d]:
+                cells.append("-")
+                continue
+            cell = f"{table[d][name]['mean']:.4f} ± {table[d][name]['std']:.4f}"
+            cells.append(f"**{cell}**" if name == best[d] else cell)
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="model seeds per split")
     parser.add_argument("--splits", type=int, default=3, help="row splits per dataset")
     parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated subset")
+    parser.add_argument("--classes", default="", help="comma-separated normal classes to run (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one (dataset, split) each)")
     parser.add_argument("--out", default="benchmarks/anomaly_output", help="where anomaly.json goes")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only print the tables (text and Markdown) of OUT/anomaly.json, run nothing")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the finished work of an interrupted run in OUT/anomaly.json, run the rest")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("ae_tf", "absl", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.summarise:
+        with open(os.path.join(args.out, "anomaly.json")) as f:
+            saved = json.load(f)
+        print_report(saved["table"], args.seeds, args.splits)
+        print("\n" + markdown(saved["table"]))
+        return 0
     started = time.perf_counter()
     seeds = tuple(range(args.seeds))
     classes = {d: len(tasks(d, 0)) for d in args.datasets.split(",")}
-    # split by split, so an interrupted run still holds whole splits of every dataset (OUT/anomaly.json
-    # is rewritten after each piece of work)
-    work = [(d, split, i, seeds) for split in range(args.splits) for d in classes for i in range(classes[d])]
+    # split by split, small datasets first, so an interrupted run still holds whole splits of every dataset
+    # (OUT/anomaly.json is rewritten after each piece of work; --resume goes on from it)
+    order = sorted(classes, key=lambda d: classes[d])
+    work = [(d, split, i, seeds) for split in range(args.splits) for d in order for i in range(classes[d])]
+    if args.classes:
+        wanted = {int(c) for c in args.classes.split(",")}
+        work = [w for w in work if tasks(w[0], w[1])[w[2]].normal in wanted]
     os.makedirs(args.out, exist_ok=True)
     rows: list[dict] = []
+    if args.resume and os.path.exists(os.path.join(args.out, "anomaly.json")):
+        with open(os.path.join(args.out, "anomaly.json")) as f:
+            previous = json.load(f)
+        started -= previous["seconds"]
+        rows = [r for r in previous["runs"] if r["seed"] is None or r["seed"] in seeds]
+        finished = {(r["dataset"], r["split"], r["normal"]) for r in rows if r["seed"] is None}
+        rows = [r for r in rows if (r["dataset"], r["split"], r["normal"]) in finished]
+        work = [w for w in work if (w[0], w[1], tasks(w[0], w[1])[w[2]].normal) not in finished]
+        logging.info("resuming: %d pieces of work done, %d to go", len(finished), len(work))
     with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
         for done, result in enumerate(pool.imap(run_task, work), 1):
             rows += result
@@ -240,6 +282,7 @@ def main(argv=None) -> int:
     table = summarise(rows)
     seconds = time.perf_counter() - started
     met = print_report(table, args.seeds, args.splits)
+    print("\n" + markdown(table))
     models = sum(r["seed"] is not None for r in rows)
     print(f"\n{models} models in {seconds:.0f}s ({args.jobs} jobs, {seconds / max(models, 1) * args.jobs:.1f}s per "
           f"model per job)")
