@@ -100,6 +100,7 @@ def add_train_parser(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ae_tf.anomaly import describe_score
     from ae_tf.precheck import check_training_input
     from ae_tf.train import make_train_config, train
 
@@ -125,7 +126,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if family_summary(meta):
         print(f"metrics    {family_summary(meta)}")
     print(f"anomaly    threshold {meta['anomaly_threshold']['value']:.5f} "
-          f"(quantile {meta['anomaly_threshold']['quantile']} of validation reconstruction error)")
+          f"(quantile {meta['anomaly_threshold']['quantile']} of validation {describe_score(meta)})")
     return 0
 
 

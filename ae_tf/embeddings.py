@@ -1,5 +1,6 @@
 """The embedding Parquet contract: kept columns unchanged, `embedding` fixed_size_list<float32>[k],
-`reconstruction_error` float32, and the model version in the file metadata.
+`reconstruction_error` float32, and the model version in the file metadata. With anomaly flags, also
+`anomaly_score` float32 (the model's default score, ae_tf.anomaly_score) and `is_anomaly` bool.
 
 Pure Arrow and numpy, so the Beam pipelines, the benchmark's plain loop and readers share one definition.
 """
@@ -16,9 +17,10 @@ from ae_tf.codes import Codec, codec_of, with_codec
 EMBEDDING = "embedding"
 RECONSTRUCTION_ERROR = "reconstruction_error"
 IS_ANOMALY = "is_anomaly"
+ANOMALY_SCORE = "anomaly_score"
 MODEL_VERSION_KEY = b"ae_tf.model_version"
 MODEL_DIR_KEY = b"ae_tf.model_dir"
-RESERVED = (EMBEDDING, RECONSTRUCTION_ERROR, IS_ANOMALY)
+RESERVED = (EMBEDDING, RECONSTRUCTION_ERROR, ANOMALY_SCORE, IS_ANOMALY)
 
 
 def output_schema(input_schema: pa.Schema, keep_columns: Sequence[str], code_size: int,
@@ -30,7 +32,7 @@ def output_schema(input_schema: pa.Schema, keep_columns: Sequence[str], code_siz
     fields += [pa.field(EMBEDDING, pa.list_(pa.float32(), code_size)),
                pa.field(RECONSTRUCTION_ERROR, pa.float32())]
     if flag_anomalies:
-        fields.append(pa.field(IS_ANOMALY, pa.bool_()))
+        fields += [pa.field(ANOMALY_SCORE, pa.float32()), pa.field(IS_ANOMALY, pa.bool_())]
     schema = pa.schema(fields, metadata={MODEL_VERSION_KEY: model_version.encode(), MODEL_DIR_KEY: model_dir.encode()})
     return with_codec(schema, codec) if codec is not None else schema
 
@@ -42,11 +44,14 @@ def embedding_array(matrix: np.ndarray) -> pa.FixedSizeListArray:
 
 
 def encoded_batch(source: pa.RecordBatch | pa.Table, embedding: np.ndarray, error: np.ndarray,
-                  schema: pa.Schema, anomaly_threshold: float | None = None) -> pa.RecordBatch:
+                  schema: pa.Schema, anomaly_threshold: float | None = None,
+                  anomaly_score: np.ndarray | None = None) -> pa.RecordBatch:
     """Kept columns of `source` + the model outputs, laid out as `schema` (from `output_schema`).
 
-    With an `is_anomaly` field in the schema, rows whose error exceeds `anomaly_threshold` are flagged.
+    With an `is_anomaly` field in the schema, rows whose `anomaly_score` (default: the error) exceeds
+    `anomaly_threshold` are flagged.
     """
+    score = np.asarray(error if anomaly_score is None else anomaly_score, dtype=np.float32)
     columns = []
     codec = codec_of(schema)
     for field in schema:
@@ -54,8 +59,10 @@ def encoded_batch(source: pa.RecordBatch | pa.Table, embedding: np.ndarray, erro
             columns.append(embedding_array(embedding) if codec is None else codec.array(embedding))
         elif field.name == RECONSTRUCTION_ERROR:
             columns.append(pa.array(np.asarray(error, dtype=np.float32)))
+        elif field.name == ANOMALY_SCORE:
+            columns.append(pa.array(score))
         elif field.name == IS_ANOMALY:
-            columns.append(pa.array(np.asarray(error) > anomaly_threshold))
+            columns.append(pa.array(score > anomaly_threshold))
         else:
             column = source.column(field.name)
             if isinstance(column, pa.ChunkedArray):

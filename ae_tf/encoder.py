@@ -1,4 +1,4 @@
-"""Apply a loaded model directory to Arrow batches: features in, embedding and error out.
+"""Apply a loaded model directory to Arrow batches: features in, embedding, error and anomaly score out.
 
 Shared by the Beam pipeline, its ModelHandler and the benchmarks' plain loops so all do the same work.
 The model is called on sub-batches of `model_batch_rows` rows (ae_tf.batching sizes them from the network
@@ -36,6 +36,11 @@ class CheckedEncoding:
     embedding: np.ndarray  # [valid rows, k]
     error: np.ndarray  # [valid rows]
     check: RowCheck
+    anomaly_score: np.ndarray | None = None  # [valid rows]; the plain error for models exported without one
+
+    def __post_init__(self):
+        if self.anomaly_score is None:
+            self.anomaly_score = self.error
 
 
 class BatchEncoder:
@@ -67,23 +72,30 @@ class BatchEncoder:
         return (self.spec.kind == IMAGE and self.spec.image.encoding == BYTES
                 and self._prepare is not None and self._encode_images is not None)
 
-    def _call(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _call(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embedding, reconstruction_error, anomaly_score) of one model call."""
         import tensorflow as tf
 
         tensor = tf.constant(features, dtype=tf.string if features.dtype == object else tf.float32)
         if self._fused is not None:
             out = self._fused(features=tensor)
-            return out["embedding"].numpy(), out["reconstruction_error"].numpy()
-        return self._encode(features=tensor)["embedding"].numpy(), \
-            self._score(features=tensor)["reconstruction_error"].numpy()
+            embedding = out["embedding"].numpy()
+        else:
+            out = self._score(features=tensor)
+            embedding = self._encode(features=tensor)["embedding"].numpy()
+        return embedding, *_error_and_score(out)
 
-    def encode_array(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """float32 [rows, width] (or encoded image bytes [rows]) -> (embedding [rows, k], error [rows])."""
+    def encode_array_scored(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """float32 [rows, width] (or encoded image bytes [rows]) -> (embedding, error, anomaly score)."""
         step = self.model_batch_rows
         if len(features) <= step:
             return self._call(features)
         parts = [self._call(features[i:i + step]) for i in range(0, len(features), step)]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+    def encode_array(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """float32 [rows, width] (or encoded image bytes [rows]) -> (embedding [rows, k], error [rows])."""
+        return self.encode_array_scored(features)[:2]
 
     def encode(self, batch: pa.RecordBatch | pa.Table, source: str = "input") -> tuple[np.ndarray, np.ndarray]:
         """Outputs for every row. An undecodable image raises an ImageDecodeError naming the rows and
@@ -121,8 +133,8 @@ class BatchEncoder:
         valid = batch if check.all_valid else batch.filter(pa.array(check.valid))
         if valid.num_rows == 0:
             return CheckedEncoding(np.zeros((0, self.code_size), np.float32), np.zeros(0, np.float32), check)
-        embedding, error = self.encode_array(features_to_array(valid, self.spec))
-        return CheckedEncoding(embedding, error, check)
+        embedding, error, score = self.encode_array_scored(features_to_array(valid, self.spec))
+        return CheckedEncoding(embedding, error, check, score)
 
     def _encode_image_bytes(self, batch: pa.RecordBatch | pa.Table) -> CheckedEncoding:
         """Cheap checks on the Arrow side, then one decode per file inside the model (prefetched one
@@ -137,7 +149,7 @@ class BatchEncoder:
         values = data.to_numpy(zero_copy_only=False)
         step = self.model_batch_rows
         chunks = [values[i:i + step] for i in range(0, len(values), step)]
-        embeddings, errors, decoded = [], [], []
+        embeddings, errors, scores, decoded = [], [], [], []
         with ThreadPoolExecutor(1, thread_name_prefix="ae_tf-decode") as pool:
             pending = pool.submit(self._prepare_chunk, chunks[0]) if chunks else None
             for k in range(len(chunks)):
@@ -148,14 +160,17 @@ class BatchEncoder:
                 if valid.any():
                     out = self._encode_images(images=images)
                     embeddings.append(out["embedding"].numpy())
-                    errors.append(out["reconstruction_error"].numpy())
+                    error, score = _error_and_score(out)
+                    errors.append(error)
+                    scores.append(score)
         if decoded:
             for i in np.flatnonzero(~np.concatenate(decoded)):
                 reasons[candidates[i]] = decode_failure_reason(values[i])
         check = RowCheck(valid=np.equal(reasons, None), reasons=reasons)
         embedding = np.concatenate(embeddings) if embeddings else np.zeros((0, self.code_size), np.float32)
         error = np.concatenate(errors) if errors else np.zeros(0, np.float32)
-        return CheckedEncoding(embedding, error, check)
+        score = np.concatenate(scores) if scores else error
+        return CheckedEncoding(embedding, error, check, score)
 
     def _prepare_chunk(self, chunk: np.ndarray):
         """Encoded files -> (prepared images of the rows that decoded, as a tensor; validity per row)."""
@@ -169,3 +184,10 @@ class BatchEncoder:
     def row_check(self, batch: pa.RecordBatch | pa.Table) -> RowCheck:
         """Per-row validity and reasons for this model's features (ae_tf.features.validate_rows)."""
         return validate_rows(batch, self.spec)
+
+
+def _error_and_score(out: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(reconstruction_error, anomaly_score) of a signature's outputs; models exported before the anomaly
+    score (ae_tf.anomaly_score) score by the plain error."""
+    error = out["reconstruction_error"].numpy()
+    return error, (out["anomaly_score"].numpy() if "anomaly_score" in out else error)

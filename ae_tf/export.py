@@ -3,12 +3,14 @@
 Signatures (all take `features`: the stored values, raw; normalisation and image decoding are inside):
   encode / serving_default -> embedding [rows, k]
   decode (embedding)       -> reconstruction [rows, width] in raw scale, or [rows, h, w, c] in [0, 1]
-  score                    -> reconstruction_error [rows]
-  encode_and_score         -> both, in one pass
+  score                    -> reconstruction_error [rows], anomaly_score [rows] (the metadata's
+                              `anomaly_score.rule`, ae_tf.anomaly_score) and its two terms
+                              standardized_error, latent_distance [rows]
+  encode_and_score         -> embedding, reconstruction_error, anomaly_score in one pass
   prepare_images           -> images [rows, h, w, c] in [0, 1] and valid [rows] (image bytes only): each file
                               decoded once, a file that does not decode flagged instead of failing the call
-  encode_and_score_images  -> embedding and reconstruction_error of prepared images (image bytes only);
-                              with prepare_images, what the Beam pipeline calls on image models
+  encode_and_score_images  -> embedding, reconstruction_error, anomaly_score of prepared images (image
+                              bytes only); with prepare_images, what the Beam pipeline calls on image models
   sample (n, VAE only)     -> samples: n rows (or images) decoded from codes drawn from the prior
 `features` is float32 [rows, width] for numeric features, tf.string [rows] of encoded files (PNG, JPEG,
 ...) for image-bytes features, float32 [rows, h*w*c] for images stored as pixel arrays.
@@ -67,9 +69,10 @@ def library_versions() -> dict:
             "python": platform.python_version()}
 
 
-def _signature_functions(model, spec):
+def _signature_functions(model, spec, score_parameters=None):
     import tensorflow as tf
 
+    from ae_tf.anomaly_score import score_outputs
     from ae_tf.features import IMAGE
     from ae_tf.image_validity import decode_images_checked
     from ae_tf.images import BYTES, model_input_signature
@@ -84,11 +87,13 @@ def _signature_functions(model, spec):
         return {"reconstruction": model.decode(embedding)}
 
     def score(features):
-        return {"reconstruction_error": model.score(features)}
+        out = score_outputs(model, features, score_parameters)
+        del out["embedding"]
+        return out
 
     def encode_and_score(features):  # also takes prepared images: the input layer passes rank 4 through
-        embedding, error = model.encode_and_score(features)
-        return {"embedding": embedding, "reconstruction_error": error}
+        out = score_outputs(model, features, score_parameters)
+        return {name: out[name] for name in ("embedding", "reconstruction_error", "anomaly_score")}
 
     functions = [
         ("serving_default", encode, features),
@@ -114,8 +119,11 @@ def _signature_functions(model, spec):
 
 
 def export_model(model, model_dir: str, metadata: dict, history: dict | None = None,
-                 overwrite: bool = False) -> dict:
-    """Write `model` as a SavedModel at `model_dir` (atomically) and return the metadata written."""
+                 overwrite: bool = False, score_parameters=None) -> dict:
+    """Write `model` as a SavedModel at `model_dir` (atomically) and return the metadata written.
+
+    `score_parameters` (ae_tf.anomaly_score.ScoreParameters) are the constants of `anomaly_score`; without
+    them it is the plain reconstruction error."""
     import keras
 
     if model_dir_exists(model_dir) and not overwrite:
@@ -135,9 +143,10 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         # what sizes the encoder's sub-batches (ae_tf.batching)
         "inference": {"activation_floats_per_row": activation_floats_per_row(model)},
     }
+    signatures = _signature_functions(model, spec, score_parameters)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    for name, fn, input_spec in _signature_functions(model, spec):
+    for name, fn, input_spec in signatures:
         archive.add_endpoint(name=name, fn=fn, input_signature=[input_spec])
 
     # Written locally first (next to a local target, so the final step is one rename; in a temporary

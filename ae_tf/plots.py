@@ -310,7 +310,8 @@ def embedding_map(points: np.ndarray, ratio: np.ndarray, colouring: MapColouring
     return to_png(fig, kind)
 
 
-def error_histogram(errors: np.ndarray, thresholds: Mapping[str, float], subtitle: str = "") -> bytes:
+def error_histogram(errors: np.ndarray, thresholds: Mapping[str, float], subtitle: str = "",
+                    xlabel: str = "reconstruction error") -> bytes:
     """Histogram of reconstruction error with each threshold as a vertical line (and the rows above it).
 
     Errors are skewed (a long tail of bad rows): with a wide positive range the bins and axis are
@@ -330,7 +331,7 @@ def error_histogram(errors: np.ndarray, thresholds: Mapping[str, float], subtitl
         above = int((errors > value).sum())
         ax.axvline(value, color=_ANOMALY, linestyle=style, linewidth=2,
                    label=f"{label} {value:.4g} ({above:,} rows above, {above / max(len(errors), 1):.1%})")
-    ax.set_xlabel("reconstruction error")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)

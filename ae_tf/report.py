@@ -39,6 +39,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ae_tf import storage
+from ae_tf.anomaly import describe_score, score_name
 from ae_tf.export import load_model_dir, read_history, read_metadata
 from ae_tf.features import IMAGE, FeatureSpec
 from ae_tf.report_html import Figure, Table, render
@@ -100,6 +101,7 @@ class ModelRun:
     errors: np.ndarray
     rows_read: int
     source: str
+    scores: np.ndarray | None = None  # the `score` signature's anomaly_score, when the model has one
 
 
 @dataclasses.dataclass
@@ -196,9 +198,11 @@ def run_model(config: ReportConfig, spec: FeatureSpec, loaded) -> ModelRun:
         raise Skip(f"no valid rows in {source} ({read} read)")
     codes = _call(loaded.signature("encode"), "embedding", features)
     rebuilt = _call(loaded.signature("decode"), "reconstruction", codes, argument="embedding")
-    errors = _call(loaded.signature("score"), "reconstruction_error", features)
+    score = loaded.signature("score")
+    errors = _call(score, "reconstruction_error", features)
+    scores = _call(score, "anomaly_score", features) if "anomaly_score" in score.structured_outputs else None
     return ModelRun(features, _shown_originals(features, spec), codes, rebuilt, errors, read,
-                    f"{len(features):,} rows sampled from {source}")
+                    f"{len(features):,} rows sampled from {source}", scores)
 
 
 def gather(config: ReportConfig) -> ReportData:
@@ -364,19 +368,26 @@ def _thresholds(data: ReportData) -> dict[str, float]:
 
 
 def fig_error_histogram(data: ReportData) -> tuple[bytes, str]:
+    """The score the model's threshold is on (anomaly_score; the plain error for older models)."""
     from ae_tf import plots
 
-    if data.embeddings is not None and data.embeddings.errors is not None:
-        errors = data.embeddings.errors
-        source = f"{len(errors):,} of {data.embeddings.total_rows:,} rows from {data.embeddings.source}"
-    elif data.run is not None:
-        errors, source = data.run.errors, f"the {data.run.source}, scored with the model's `score` signature"
+    on_error = score_name(data.metadata) == "reconstruction_error"  # a model without an anomaly_score
+    emb, run, note = data.embeddings, data.run, ""
+    if emb is not None and (emb.scores is not None or (on_error and emb.errors is not None)):
+        values = emb.errors if on_error else emb.scores
+        source = f"{len(values):,} of {emb.total_rows:,} rows from {emb.source}"
+    elif run is not None:
+        values = run.errors if on_error or run.scores is None else run.scores
+        source = f"the {run.source}, scored with the model's `score` signature"
     else:
-        raise Skip(f"no --embeddings, and {data.notes.get('run', 'no input rows')}")
+        raise Skip(f"no --embeddings with an anomaly_score column (encode with --flag-anomalies), and "
+                   f"{data.notes.get('run', 'no input rows')}")
     thresholds = _thresholds(data)
-    note = "" if thresholds else " The model metadata has no anomaly threshold."
-    return plots.error_histogram(errors, thresholds, f"{len(errors):,} rows"), (
-        f"Reconstruction error of {source}. Rows right of the threshold are flagged by "
+    if not thresholds:
+        note = " The model metadata has no anomaly threshold."
+    name = describe_score(data.metadata)
+    return plots.error_histogram(values, thresholds, f"{len(values):,} rows", xlabel=name), (
+        f"{name[0].upper()}{name[1:]} of {source}. Rows right of the threshold are flagged by "
         f"`ae-tf encode --flag-anomalies`.{note}")
 
 
@@ -508,7 +519,7 @@ def model_table(data: ReportData) -> Table:
                    f"{_num(training.get('seconds'))}s on {training.get('device', '-')}"),
         ("loss", f"train {_num(training.get('train_loss'))}, validation {_num(training.get('validation_loss'))}"),
         ("anomaly threshold", f"{_num(threshold.get('value'))} (quantile {_num(threshold.get('quantile'))} of "
-                              f"validation reconstruction error)" if threshold else "-"),
+                              f"validation {describe_score(m)})" if threshold else "-"),
         ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())),
     ]
     return Table("Model", rows)

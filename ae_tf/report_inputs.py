@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ae_tf import storage
 from ae_tf.data import open_parquet
-from ae_tf.embeddings import EMBEDDING, IS_ANOMALY, RECONSTRUCTION_ERROR
+from ae_tf.embeddings import ANOMALY_SCORE, EMBEDDING, IS_ANOMALY, RECONSTRUCTION_ERROR
 from ae_tf.features import FeatureSpec, check_schema, features_to_array, validate_rows
 
 MANIFEST = "_SUCCESS"
@@ -126,6 +126,7 @@ class EmbeddingSample:
     total_rows: int
     source: str
     labels: np.ndarray | None = None  # the --color-by column, when asked for
+    scores: np.ndarray | None = None  # anomaly_score, written by `ae-tf encode --flag-anomalies`
 
     @property
     def rows(self) -> int:
@@ -143,7 +144,7 @@ def read_embedding_sample(files: list[str], max_rows: int, seed: int, source: st
     if label_column is not None and label_column not in schema.names:
         raise ReportInputError(f"{files[0]}: --color-by column {label_column!r} not found; columns are: "
                                f"{', '.join(schema.names)}")
-    wanted = [n for n in (EMBEDDING, RECONSTRUCTION_ERROR, IS_ANOMALY, CLUSTER_ID, label_column)
+    wanted = [n for n in (EMBEDDING, RECONSTRUCTION_ERROR, ANOMALY_SCORE, IS_ANOMALY, CLUSTER_ID, label_column)
               if n is not None and n in schema.names]
     wanted = list(dict.fromkeys(wanted))
     table, total = sample_table(files, wanted, max_rows, seed)
@@ -153,7 +154,8 @@ def read_embedding_sample(files: list[str], max_rows: int, seed: int, source: st
 
     return EmbeddingSample(codes=embedding_matrix(table.column(EMBEDDING)), errors=column(RECONSTRUCTION_ERROR),
                            is_anomaly=column(IS_ANOMALY), cluster_id=column(CLUSTER_ID), total_rows=total,
-                           source=source, labels=column(label_column) if label_column else None)
+                           source=source, labels=column(label_column) if label_column else None,
+                           scores=column(ANOMALY_SCORE))
 
 
 @dataclasses.dataclass

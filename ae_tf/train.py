@@ -18,6 +18,7 @@ import numpy as np
 
 from ae_tf import interrupts, storage
 from ae_tf.anomaly import quantile_table
+from ae_tf.anomaly_score import fit_parameters, granularity_for, score_outputs
 from ae_tf.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
 from ae_tf.export import model_dir_exists
 from ae_tf.features import parse_feature_columns
@@ -112,9 +113,16 @@ class TrainResult:
     history: dict
 
 
-def collect_scores(model, dataset) -> np.ndarray:
-    scores = [np.asarray(model.score(batch)) for batch in dataset]
-    return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
+def collect_scores(model, dataset, params=None) -> tuple[np.ndarray, np.ndarray]:
+    """(reconstruction_error, anomaly_score) of every row of `dataset`, as the exported `score` computes them."""
+    errors, scores = [], []
+    for batch in dataset:
+        out = score_outputs(model, batch, params)
+        errors.append(np.asarray(out["reconstruction_error"]))
+        scores.append(np.asarray(out["anomaly_score"]))
+    if not errors:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    return np.concatenate(errors), np.concatenate(scores)
 
 
 def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
@@ -198,7 +206,10 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     history = EpochHistory.read(history_log) if resuming else \
         {k: [float(v) for v in vals] for k, vals in fit.history.items()}
 
-    val_scores = collect_scores(model, val_ds if val_ds is not None else source.dataset(TRAIN, 4096))
+    score_params = fit_parameters(model, source.dataset(TRAIN, 4096), val_ds, granularity=granularity_for(spec.kind))
+    val_errors, val_scores = collect_scores(model, val_ds if val_ds is not None else source.dataset(TRAIN, 4096),
+                                            score_params)
+    measured_on = "validation" if val_ds is not None else "train"
     best_epoch = int(np.argmin(history[monitor])) + 1
     metadata = {
         "family": config.model.family,
@@ -213,7 +224,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
             "train_loss": history["loss"][best_epoch - 1],
             "validation_loss": history.get("val_loss", [None] * best_epoch)[best_epoch - 1],
             "rows_train": int(stats.count),
-            "rows_validation": int(len(val_scores)) if val_ds is not None else 0,
+            "rows_validation": int(len(val_errors)) if val_ds is not None else 0,
             "seconds": round(seconds, 2),
             "schedule": schedule.to_dict(),
             "cache": cache.to_dict(),
@@ -222,18 +233,27 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
             "metrics": {k: v[best_epoch - 1] for k, v in history.items() if len(v) >= best_epoch},
         },
         "reconstruction_error": {
+            "mean": float(val_errors.mean()) if len(val_errors) else None,
+            "measured_on": measured_on,
+            "quantiles": quantile_table(val_errors),
+        },
+        # the default anomaly score (ae_tf.anomaly_score): its rule and constants, and its held-out quantiles
+        "anomaly_score": {
+            **score_params.to_metadata(),
             "mean": float(val_scores.mean()) if len(val_scores) else None,
-            "measured_on": "validation" if val_ds is not None else "train",
+            "measured_on": measured_on,
             "quantiles": quantile_table(val_scores),
         },
         "anomaly_threshold": {
             "value": float(np.quantile(val_scores, ANOMALY_QUANTILE)) if len(val_scores) else None,
             "quantile": ANOMALY_QUANTILE,
+            "score": "anomaly_score",
         },
         "data": {"inputs": source.inputs, "rows": source.num_rows, "fingerprint": source.fingerprint()},
         "config": config.to_dict(),
     }
-    metadata = export_model(model, config.output, metadata, history=history, overwrite=config.overwrite)
+    metadata = export_model(model, config.output, metadata, history=history, overwrite=config.overwrite,
+                            score_parameters=score_params)
     with open(os.path.join(config.run_dir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2)
     log.info("exported %s (version %s)", config.output, metadata["model_version"])

@@ -273,7 +273,8 @@ class _EncodeBatchesDoFn(beam.DoFn):
                 offset + np.flatnonzero(~check.valid))))
             batch = batch.filter(keep)
         self._rows.inc(batch.num_rows)
-        yield index, encoded_batch(batch, result.embedding, result.error, plan.schema, plan.anomaly_threshold)
+        yield index, encoded_batch(batch, result.embedding, result.error, plan.schema, plan.anomaly_threshold,
+                                   anomaly_score=result.anomaly_score)
 
 
 def publish(results: list[ShardResult], rejected: list[ShardResult], plan: EncodePlan, started: str) -> dict:

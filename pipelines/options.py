@@ -26,12 +26,12 @@ def encode_arg_parser() -> argparse.ArgumentParser:
     add_output_flags(parser, batch_help="rows per Arrow batch read")
     add_model_batch_flags(parser)
     parser.add_argument("--flag-anomalies", action="store_true",
-                        help="add is_anomaly: reconstruction error above the model's calibrated threshold "
-                             "(99th percentile of validation error, from its metadata)")
+                        help="add anomaly_score and is_anomaly: the model's anomaly score above its calibrated "
+                             "threshold (99th percentile of the validation scores, from its metadata)")
     parser.add_argument("--anomaly-threshold", type=float, default=None,
-                        help="flag rows whose reconstruction error exceeds this value (implies --flag-anomalies)")
+                        help="flag rows whose anomaly_score exceeds this value (implies --flag-anomalies)")
     parser.add_argument("--anomaly-quantile", type=float, default=None,
-                        help="flag rows above this quantile of the model's validation reconstruction errors, "
+                        help="flag rows above this quantile of the model's validation anomaly scores, "
                              "e.g. 0.995 (implies --flag-anomalies)")
     parser.add_argument("--skip-bad-files", action="store_true",
                         help="leave out unreadable files and files whose schema does not fit (listed in _SUCCESS)")

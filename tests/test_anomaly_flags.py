@@ -35,8 +35,8 @@ def test_model_threshold_flags_the_rows_off_the_training_data(vector_model, mixe
     threshold = read_metadata(model_dir)["anomaly_threshold"]["value"]
     assert manifest["anomalies"]["threshold"] == pytest.approx(threshold)
     assert manifest["anomalies"]["rows_flagged"] == len(flagged)
-    errors = out.column("reconstruction_error").to_numpy()
-    np.testing.assert_array_equal(out.column("is_anomaly").to_numpy(zero_copy_only=False), errors > threshold)
+    scores = out.column("anomaly_score").to_numpy()  # the model's default score, not the plain error
+    np.testing.assert_array_equal(out.column("is_anomaly").to_numpy(zero_copy_only=False), scores > threshold)
 
 
 def test_explicit_threshold_and_quantile(vector_model, mixed_rows, tmp_path):
