@@ -25,7 +25,7 @@ KEPT = "id,photo,variant,duplicate_of"
 
 def planted_found(dedup_dir: str) -> dict[str, tuple[int, int]] | None:
     """{variant: (found, planted)}: a planted copy is found when it shares a cluster with its original."""
-    from pipelines.dedup import ANNOTATED, CLUSTER_ID
+    from pipelines.dedup_plan import ANNOTATED, CLUSTER_ID
 
     try:
         table = pads.dataset(os.path.join(dedup_dir, ANNOTATED), format="parquet").to_table(
