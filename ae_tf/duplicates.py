@@ -184,10 +184,14 @@ def _home_fallback(units: np.ndarray, kept_home: np.ndarray, positions: np.ndarr
     columns = np.flatnonzero(kept_home)
     if len(positions) == 0 or len(columns) == 0:
         return np.full(len(positions), -1, dtype=np.int64), np.full(len(positions), np.nan, dtype=np.float32)
-    sims = units[positions] @ units[columns].T
-    sims[columns[None, :] >= positions[:, None]] = -np.inf
-    arg = sims.argmax(axis=1)
-    value = sims[np.arange(len(positions)), arg]
+    arg = np.zeros(len(positions), dtype=np.int64)
+    value = np.full(len(positions), -np.inf, dtype=np.float32)
+    for lo in range(0, len(positions), max(1, (1 << 22) // len(columns))):  # bounded blocks of products
+        at = positions[lo:lo + max(1, (1 << 22) // len(columns))]
+        sims = units[at] @ units[columns].T
+        sims[columns[None, :] >= at[:, None]] = -np.inf
+        arg[lo:lo + len(at)] = sims.argmax(axis=1)
+        value[lo:lo + len(at)] = sims[np.arange(len(at)), arg[lo:lo + len(at)]]
     found = value >= threshold + decision_margin(units.shape[1])
     chosen = np.where(found, columns[arg], -1)
     exact = cosine64(units[positions], units[columns[arg]]).astype(np.float32)
@@ -272,8 +276,8 @@ def max_similarity_to(sample: np.ndarray, sample_rows: np.ndarray, units: np.nda
     best = np.full(len(sample), -np.inf)
     if len(sample) == 0 or len(units) == 0:
         return best
-    for lo in range(0, len(units), 65536):
-        block, block_rows = units[lo:lo + 65536], rows[lo:lo + 65536]
+    for lo in range(0, len(units), 8192):  # 2,000 x 8,192 float32: 64 MB at a time
+        block, block_rows = units[lo:lo + 8192], rows[lo:lo + 8192]
         sims = sample @ block.T
         sims[sample_rows[:, None] == block_rows[None, :]] = -np.inf
         arg = sims.argmax(axis=1)
