@@ -44,4 +44,4 @@ benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/encode_throughput.py
 
 clean:
-	rm -rf $(DEMO_DIR) $(TOUR_DIRS) .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) $(DEMO_DIR)-images $(TOUR_DIRS) .pytest_cache .ruff_cache
