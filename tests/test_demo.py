@@ -93,7 +93,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     blocked = shadow_test_only_packages(tmp_path / "shadow")
     assert {"pandas", "polars", "duckdb"} <= set(blocked)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), str(ROOT)])}
-    shown = subprocess.run(hint, shell=True, capture_output=True, text=True, env=env, cwd=tmp_path)
+    shown = subprocess.run(hint, shell=True, capture_output=True, text=True, env=env, cwd=os.getcwd())  # where the demo ran: the hint may name .venv relatively
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("(3000, 8)\n")
     blocked_check = subprocess.run([sys.executable, "-c", "import pandas"], capture_output=True, text=True, env=env)
