@@ -93,7 +93,8 @@ def test_readme_snippets_read_reduce_and_dedup_outputs(tmp_path):
     kept = pd.read_parquet("dedup/deduplicated")
     assert len(kept) == 290
     pairs = pd.read_parquet("dedup/pairs").sort_values("similarity")
-    assert len(pairs) == 55 and pairs["exact"].all()  # 11 identical rows: 55 pairs
+    # 11 identical rows: each of the 10 removed copies is paired with the kept row 0 (not 55 pairs)
+    assert len(pairs) == 10 and pairs["exact"].all() and set(pairs["id_a"]) == {0}
     clusters = (pl.read_parquet("dedup/annotated/part-*.parquet")
                 .group_by("cluster_id").len().filter(pl.col("len") > 1))
     assert clusters.rows() == [(0, 11)]
