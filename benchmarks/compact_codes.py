@@ -42,7 +42,7 @@ def train_digits(work: str, rows: int, epochs: int):
 
     write_digits_parquet(f"{work}/digits", rows=rows, files=1)
     config = make_train_config(f"{work}/digits/*.parquet", "pixels", f"{work}/digits_model", code_size=8,
-                               hidden="64,32", epochs=epochs, batch_size=256, min_steps_per_epoch=50)
+                               hidden="64,32", epochs=epochs, batch_size=256, min_steps=50)
     train(config)
     return f"{work}/digits/*.parquet", f"{work}/digits_model"
 
@@ -69,7 +69,7 @@ def train_photos(work: str, epochs: int):
     pq.write_table(pa.table({"id": np.arange(len(crops), dtype=np.int64), "image": pa.array(crops, pa.binary())}),
                    f"{work}/photos/crops.parquet", row_group_size=2048)
     config = make_train_config(f"{work}/photos/*.parquet", "image", f"{work}/photos_model", code_size=16,
-                               family="conv", filters="16,32", epochs=epochs, batch_size=128, min_steps_per_epoch=30)
+                               family="conv", filters="16,32", epochs=epochs, batch_size=128, min_steps=30)
     train(config)
     return f"{work}/photos/*.parquet", f"{work}/photos_model"
 

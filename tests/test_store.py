@@ -116,7 +116,7 @@ def test_new_champion_reencodes_everything_and_a_kill_leaves_current(tmp_path, v
     before = current(store)
     ids_a, matrix_a = ae_tf.read_embeddings(str(store))
 
-    train_tiny(f"{vector_data}/*.parquet", "vec", str(tmp_path / "b"), epochs=1, min_steps_per_epoch=10, seed=7)
+    train_tiny(f"{vector_data}/*.parquet", "vec", str(tmp_path / "b"), epochs=1, min_steps=10, seed=7)
     champion = registry.add_version(str(tmp_path / "b"))
     registry.promote(champion, "better")
 
