@@ -235,7 +235,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
              plan.partitions, placement.margin, placement.sample_kept, placement.sample_rows,
              100 * placement.missed_pairs)
     return execute(launch, lambda p: build_pipeline(p, plan), plan.output_dir, f"dedup-{plan.run_id}", "dedup",
-                   args.progress_interval, test_pipeline)
+                   args.progress_interval, test_pipeline, output_dirs=plan.output_dirs)
 
 
 def summarize(manifest: dict, seconds: float) -> str:

@@ -20,7 +20,7 @@ from ae_tf.duplicates import KEEP_POLICIES
 from ae_tf.greedy import greedy_representatives, unit_rows32
 from ae_tf.kmeans import fit_spherical_kmeans, route_rows
 from pipelines.launch import add_output_flags, pipeline_arg_parser
-from pipelines.parquet import TEMP_DIR, InputError, prepare_output
+from pipelines.parquet import TEMP_DIR, InputError, check_output
 from pipelines.vector_input import VectorInput, check_columns, plan_vector_input, sample_matrix
 
 CLUSTER_ID, KEEP, MAX_SIMILARITY = "cluster_id", "keep", "max_similarity"
@@ -130,6 +130,11 @@ class DedupPlan:
 
     def dataset_dir(self, name: str) -> str:
         return f"{self.output_dir.rstrip('/')}/{name}"
+
+    @property
+    def output_dirs(self) -> tuple[str, ...]:
+        """What the run prepares when it starts: OUT_DIR and each dataset (their manifests retracted)."""
+        return (self.output_dir, *(self.dataset_dir(name) for name in (ANNOTATED, PAIRS, DEDUPLICATED)))
 
     def temp_dir(self, name: str) -> str:
         return f"{self.dataset_dir(name)}/{TEMP_DIR}/{self.run_id}"
@@ -253,7 +258,7 @@ def plan_dedup(input_pattern: str, output_dir: str, column: str = "embedding", i
                seed: int = 0, partitions: int | None = None, margin: float | None = None, max_guests: int = 6,
                residual_sample: int = 2000, batch_rows: int = 65536, max_rows_per_split: int = 2_000_000,
                compression: str = "zstd", overwrite: bool = False) -> DedupPlan:
-    """Check inputs and flags, place the partitions, prepare the output; one-line errors."""
+    """Check inputs and flags and the output (read-only), place the partitions; one-line errors."""
     if not 0.0 < threshold < 1.0:
         raise InputError(f"--threshold must be between 0 and 1 (exclusive), got {threshold}")
     if keep_policy not in KEEP_POLICIES:
@@ -290,14 +295,11 @@ def plan_dedup(input_pattern: str, output_dir: str, column: str = "embedding", i
     check_columns(vectors, keep_columns, "--keep-columns")
     placement = place_partitions(sample_matrix(vectors, SAMPLE_ROWS, max_splits=64), vectors.rows,
                                  min((threshold, *sweep)), partitions, margin, max_guests, seed)
-    prepare_output(output_dir, overwrite)
-    plan = DedupPlan(vectors, id_column, vectors.schema.field(id_column).type, tuple(keep_columns), output_dir,
+    check_output(output_dir, overwrite)  # read-only: the run prepares it (pipelines.launch.execute)
+    return DedupPlan(vectors, id_column, vectors.schema.field(id_column).type, tuple(keep_columns), output_dir,
                      placement, threshold, sweep, keep_policy, priority_column, descending, clusters,
                      max_pairs_per_row, seed, max_guests, residual_sample, batch_rows,
                      compression, run_id=time.strftime("%Y%m%d-%H%M%S"))
-    for name in (ANNOTATED, PAIRS, DEDUPLICATED):  # retract the datasets' manifests of an earlier run
-        prepare_output(plan.dataset_dir(name), overwrite=True)
-    return plan
 
 
 def plan_from_args(args: argparse.Namespace) -> DedupPlan:

@@ -54,8 +54,8 @@ from pipelines.parquet import (
     ReadParquetBatches,
     ShardResult,
     WriteParquetShards,
+    check_output,
     match_files,
-    prepare_output,
     publish_shards,
     read_footer,
     remove_temporary,
@@ -197,7 +197,7 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
                            flag_anomalies=threshold is not None, codec=codec)
     rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
         pa.field(REASON, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())])
-    prepare_output(output_dir, overwrite)
+    check_output(output_dir, overwrite)  # read-only: the run prepares it (pipelines.launch.execute)
     return EncodePlan(model_dir, metadata["model_version"],
                       spec, tuple(f.path for f in kept_footers), tuple(splits), tuple(keep_columns), schema,
                       rejected_schema, output_dir, batch_rows, compression, max_rejected_fraction,

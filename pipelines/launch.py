@@ -14,7 +14,7 @@ import apache_beam as beam
 from ae_tf import interrupts
 from pipelines.gcs_auth import skip_for_options
 from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options
-from pipelines.parquet import InputError, read_manifest
+from pipelines.parquet import InputError, read_manifest, start_output
 from pipelines.progress import local_progress
 
 BEAM_OPTIONS_EPILOG = ("Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
@@ -68,13 +68,27 @@ def user_error_in(err: BaseException, kinds: tuple[type[Exception], ...]) -> Exc
     return None
 
 
+def is_dry_run(options) -> bool:
+    """--dry_run: the runner builds the job without running it, so nothing on disk may change."""
+    from apache_beam.options.pipeline_options import TestOptions
+
+    return bool(options is not None and options.view_as(TestOptions).dry_run)
+
+
 def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir: str, progress_key: str,
             label: str, progress_interval: float, test_pipeline=None,
-            user_errors: tuple[type[Exception], ...] = (InputError,)) -> dict | None:
+            user_errors: tuple[type[Exception], ...] = (InputError,),
+            output_dirs: Sequence[str] | None = None) -> dict | None:
     """Build and run the pipeline; returns its `_SUCCESS` manifest (None when nothing ran here, e.g. a
-    Dataflow dry run or a remote runner that has not written it)."""
+    Dataflow dry run or a remote runner that has not written it).
+
+    `output_dirs` (default: `output_dir`) are prepared here, when the run starts (old manifests retracted),
+    not while planning; a dry run (--dry_run) leaves them untouched."""
     pipeline = test_pipeline or beam.Pipeline(runner=launch.runner, options=launch.options)
     build(pipeline)
+    dry_run = is_dry_run(launch.options)
+    if not dry_run:
+        start_output(*(output_dirs if output_dirs is not None else [output_dir]))
     interrupts.pause_point("planning")  # tests: a signal after planning, before any batch
     try:
         with local_progress(progress_key, label, launch.local, progress_interval):
@@ -84,6 +98,8 @@ def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir
         if clean is None:
             raise
         raise clean from None
+    if dry_run:  # an earlier run's manifest is not this run's
+        return None
     try:
         return read_manifest(output_dir)
     except (OSError, FileNotFoundError):

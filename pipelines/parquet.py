@@ -350,19 +350,31 @@ def _left_by_unfinished_run(output_dir: str) -> bool:
     return True
 
 
-def prepare_output(output_dir: str, overwrite: bool) -> None:
-    """Refuse a non-empty output unless --overwrite (or it holds only an interrupted run's leftovers);
-    retract the old manifest before any work."""
+def check_output(output_dir: str, overwrite: bool) -> None:
+    """Refuse a non-empty output unless --overwrite (or it holds only an interrupted run's leftovers).
+
+    Read-only: planning (and a dry run) leaves the directory as it was; `start_output` prepares it."""
     existing = [m.path for m in FileSystems.match([FileSystems.join(output_dir, "*")])[0].metadata_list] \
         if FileSystems.exists(output_dir) else []
     existing = [p for p in existing if os.path.basename(p.rstrip("/")) != TEMP_DIR]
     if existing and not overwrite and not _left_by_unfinished_run(output_dir):
         raise InputError(f"{output_dir}: output directory is not empty; choose a new one or pass --overwrite")
-    manifest = FileSystems.join(output_dir, MANIFEST)
-    if FileSystems.exists(manifest):
-        FileSystems.delete([manifest])
-    if is_local(output_dir):
-        os.makedirs(output_dir, exist_ok=True)
+
+
+def start_output(*output_dirs: str) -> None:
+    """When the run starts: retract each directory's old manifest before any work, create local ones."""
+    for output_dir in output_dirs:
+        manifest = FileSystems.join(output_dir, MANIFEST)
+        if FileSystems.exists(manifest):
+            FileSystems.delete([manifest])
+        if is_local(output_dir):
+            os.makedirs(output_dir, exist_ok=True)
+
+
+def prepare_output(output_dir: str, overwrite: bool) -> None:
+    """`check_output` then `start_output`, for callers that plan and start in one step."""
+    check_output(output_dir, overwrite)
+    start_output(output_dir)
 
 
 def publish_shards(output_dir: str, temp_dir: str, results: Sequence[ShardResult], num_shards: int,

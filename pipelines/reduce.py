@@ -45,7 +45,7 @@ from pipelines.parquet import (
     InputError,
     ShardResult,
     WriteParquetShards,
-    prepare_output,
+    check_output,
     publish_shards,
     utc_now,
     write_manifest,
@@ -153,7 +153,7 @@ def plan_reduce(input_pattern: str, output_dir: str, column: str = "embedding",
                              f"column {column!r} holds {vectors.width}")
     elif vectors.rows < 2:
         raise InputError(f"{input_pattern}: PCA needs at least 2 rows to fit, the input has {vectors.rows}")
-    prepare_output(output_dir, overwrite)
+    check_output(output_dir, overwrite)  # read-only: the run prepares it (pipelines.launch.execute)
     return ReducePlan(vectors, tuple(keep_columns), output_dir, components, variance, fit_sample, seed, whiten,
                       prefit, pca_from, batch_rows, compression, run_id=time.strftime("%Y%m%d-%H%M%S"))
 

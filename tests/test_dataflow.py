@@ -173,3 +173,23 @@ def test_flex_template_launcher_entry_point_translates(ctx, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(launcher), run_name="__main__")
     assert exit_info.value.code == 0
+
+
+def _tree(root: pathlib.Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("module", PIPELINES)
+def test_dry_run_leaves_the_output_untouched(module, ctx):
+    """Planning and a dry run change nothing on disk: no new output directory, and an earlier run's
+    `_SUCCESS` (which a real run retracts when it starts) stays where it is."""
+    pipeline = importlib.import_module(module)
+    assert pipeline.run([*PIPELINE_ARGS[module](ctx), *DRY_RUN]) is None
+    assert not pathlib.Path(ctx["out"]).exists()
+    out = pathlib.Path(ctx["out"])
+    out.mkdir()
+    (out / "part-00000-of-00001.parquet").write_bytes(b"an earlier run's shard")
+    (out / "_SUCCESS").write_text('{"rows_in": 1}')
+    before = _tree(out)
+    assert pipeline.run([*PIPELINE_ARGS[module](ctx), *DRY_RUN, "--overwrite"]) is None
+    assert _tree(out) == before
