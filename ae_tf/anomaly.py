@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ae_tf.errors import InvalidInput
+
 LEVELS = [round(x, 4) for x in [*np.arange(0.0, 0.99, 0.01), *np.arange(0.99, 0.999, 0.001), 0.999, 0.9999, 1.0]]
 
 
@@ -26,17 +28,17 @@ def resolve_threshold(metadata: dict, threshold: float | None = None, quantile: 
         return float(threshold), "--anomaly-threshold"
     if quantile is not None:
         if not 0 < quantile < 1:
-            raise ValueError(f"--anomaly-quantile must be within (0, 1), got {quantile}")
+            raise InvalidInput(f"--anomaly-quantile must be within (0, 1), got {quantile}")
         name = score_name(metadata)
         table = metadata.get(name, {}).get("quantiles") or {}
         if not table.get("levels"):
-            raise ValueError("--anomaly-quantile: the model metadata has no quantile table of validation scores; "
+            raise InvalidInput("--anomaly-quantile: the model metadata has no quantile table of validation scores; "
                              "use --anomaly-threshold")
         value = float(np.interp(quantile, table["levels"], table["values"]))
         return value, f"quantile {quantile} of validation {describe_score(metadata)}"
     model_threshold = metadata.get("anomaly_threshold", {})
     if model_threshold.get("value") is None:
-        raise ValueError("--flag-anomalies: the model has no calibrated threshold; use --anomaly-threshold")
+        raise InvalidInput("--flag-anomalies: the model has no calibrated threshold; use --anomaly-threshold")
     return float(model_threshold["value"]), (
         f"model threshold (quantile {model_threshold.get('quantile')} of validation {describe_score(metadata)})")
 

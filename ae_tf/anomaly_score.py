@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ae_tf.errors import InvalidInput
+
 RECONSTRUCTION = "reconstruction_error"
 STANDARDIZED = "standardized_error"
 LATENT = "standardized_error+latent_distance"
@@ -121,9 +123,9 @@ def fit_parameters(model, train_batches: Iterable, validation_batches: Iterable 
     validation split cannot leave a value with a spread estimated from a handful of rows.
     """
     if granularity not in GRANULARITIES:
-        raise ValueError(f"error spread granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+        raise InvalidInput(f"error spread granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
     if rule not in RULES:
-        raise ValueError(f"anomaly score rule must be one of {', '.join(RULES)}, got {rule!r}")
+        raise InvalidInput(f"anomaly score rule must be one of {', '.join(RULES)}, got {rule!r}")
     residual = _Moments()
     if validation_batches is not None:
         for batch in validation_batches:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import os
 
+from ae_tf.errors import InvalidInput
+
 DEFAULT_MEMORY_MB = 1024
 MEMORY_ENV = "AE_TF_MODEL_MEMORY_MB"
 MAX_MODEL_BATCH_ROWS = 1 << 20
@@ -41,9 +43,9 @@ def memory_budget_mb(requested: float | None = None) -> float:
         try:
             value = float(text) if text else DEFAULT_MEMORY_MB
         except ValueError:
-            raise ValueError(f"{MEMORY_ENV} must be a number of MiB, got {text!r}") from None
+            raise InvalidInput(f"{MEMORY_ENV} must be a number of MiB, got {text!r}") from None
     if value <= 0:
-        raise ValueError(f"the model memory budget must be positive, got {value} MiB")
+        raise InvalidInput(f"the model memory budget must be positive, got {value} MiB")
     return value
 
 
@@ -70,7 +72,7 @@ def parse_model_batch_rows(text: str | int | None) -> int | None:
     try:
         rows = int(text)
     except ValueError:
-        raise ValueError(f"--model-batch-rows must be 'auto' or a positive number of rows, got {text!r}") from None
+        raise InvalidInput(f"--model-batch-rows must be 'auto' or a positive number of rows, got {text!r}") from None
     if rows < 1:
-        raise ValueError(f"--model-batch-rows must be at least 1, got {rows}")
+        raise InvalidInput(f"--model-batch-rows must be at least 1, got {rows}")
     return rows

@@ -9,6 +9,8 @@ import time
 import keras
 import numpy as np
 
+from ae_tf.errors import TrainingDiverged
+
 log = logging.getLogger(__name__)
 
 
@@ -52,7 +54,7 @@ class NaNGuard(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(loss):
             self.model.stop_training = True
-            raise FloatingPointError(
+            raise TrainingDiverged(
                 f"training loss became {loss} at batch {batch}: lower --learning-rate or check the input"
             )
 

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ae_tf import __version__, interrupts
@@ -28,6 +29,7 @@ from ae_tf.cli_models import (
 )
 from ae_tf.cli_registry import add_models_parser, add_retrain_parser, cmd_models, cmd_retrain
 from ae_tf.cli_report import add_report_parser, cmd_report
+from ae_tf.errors import BUG_LINE, UserError, user_error_in
 from ae_tf.quiet_tf import import_tensorflow, quiet_environment
 
 # Beam programs behind `ae-tf NAME`: the same as `python -m MODULE`.
@@ -42,7 +44,6 @@ PIPELINE_COMMANDS = {
 # Pipelines that run a model in this process: TensorFlow is imported (quietly) once their flags are checked.
 TENSORFLOW_PIPELINES = ("encode", "demo")
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, FloatingPointError)
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -182,12 +183,22 @@ def _main(argv: Sequence[str] | None) -> int:
             return cmd_report(args)
         build_parser().print_help()
         return 2
-    except USER_ERRORS as err:
+    except UserError as err:  # bad input: one line, no traceback (ae_tf.errors)
         print(f"ae-tf: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a KeyboardInterrupt that no signal raised (interrupts.handled sees signals)
         print("ae-tf: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        user = user_error_in(err)  # a UserError that a library wrapped (Beam re-raises a step's error)
+        if user is not None:
+            print(f"ae-tf: error: {user}", file=sys.stderr)
+            return 2
+        if interrupts.received() is not None:  # ended by a signal: interrupts.handled says so in one line
+            raise
+        traceback.print_exc()
+        print(BUG_LINE, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from ae_tf.cli_help import HelpFormatter
+from ae_tf.errors import OutputExists
 from ae_tf.models.config import FAMILY_NAMES, ModelConfig
 
 DEFAULTS = ModelConfig()
@@ -126,7 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     config.validate()
     check_training_input(template.input, template.features)
     if os.path.isdir(args.output_dir) and os.listdir(args.output_dir) and not args.overwrite:
-        raise FileExistsError(f"{args.output_dir}: not empty; choose a new directory or pass --overwrite")
+        raise OutputExists(f"{args.output_dir}: not empty; choose a new directory or pass --overwrite")
     import_tensorflow()
     result = run_sweep(config)
     print(result.table())

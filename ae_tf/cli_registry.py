@@ -169,7 +169,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         features=args.features, code_size=args.code_size, train=train, min_improvement=args.min_improvement,
         eval_input=args.eval_input, eval_rows=args.eval_rows,
     )
-    from ae_tf.cli import USER_ERRORS
+    from ae_tf.errors import UserError
     from ae_tf.precheck import local_files
 
     if not args.latest_partitions:
@@ -177,7 +177,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import_tensorflow()
     try:
         outcome = run_retrain(config)
-    except USER_ERRORS:
+    except UserError:
         raise
     except Exception as err:  # a crash in training or evaluation: one line, traceback with --verbose
         log.debug("retrain failed", exc_info=True)

@@ -23,6 +23,8 @@ import json
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.errors import InvalidInput
+
 CODEC_KEY = b"ae_tf.embedding_codec"
 DTYPES = ("float32", "float16", "int8")
 MARGIN = 0.1  # int8 calibration range widened by 10% of its span on each side
@@ -40,7 +42,7 @@ class Codec:
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
-            raise ValueError(f"--embedding-dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
+            raise InvalidInput(f"--embedding-dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.dtype == "int8" and (not self.scale or len(self.scale) != len(self.offset)):
             raise ValueError("int8 codec needs one scale and one offset per dimension")
 
@@ -108,7 +110,7 @@ def calibrate(sample: np.ndarray, dtype: str) -> Codec:
         return Codec(dtype)
     sample = np.asarray(sample, dtype=np.float64)
     if sample.size == 0:
-        raise ValueError("--embedding-dtype int8: no rows to calibrate the scale on")
+        raise InvalidInput("--embedding-dtype int8: no rows to calibrate the scale on")
     lo, hi = sample.min(axis=0), sample.max(axis=0)
     span = hi - lo
     lo, hi = lo - MARGIN * span, hi + MARGIN * span

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ae_tf import storage
+from ae_tf.errors import InputNotFound
 from ae_tf.features import (
     IMAGE,
     FeatureError,
@@ -49,7 +50,7 @@ def match_files(pattern: str | tuple[str, ...] | list[str]) -> list[str]:
         pattern = storage.join(pattern, "*.parquet")
     files = sorted(p for p in storage.glob(pattern) if storage.isfile(p))
     if not files:
-        raise FileNotFoundError(f"{pattern}: no input file matches")
+        raise InputNotFound(f"{pattern}: no input file matches")
     return files
 
 

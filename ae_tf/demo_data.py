@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ae_tf.embeddings import embedding_array
+from ae_tf.errors import MissingDependency, OutputExists
 
 # What `ae-tf demo` writes in its --workdir (the model's run files go beside the model, in model.run/).
 WORKDIR_ENTRIES = {"data", "model", "model.run", "embeddings", "dedup", "report"}
@@ -22,12 +23,12 @@ def check_workdir(workdir: str) -> bool:
     """True when `workdir` is an earlier demo's folder, to be replaced; False when it does not exist; an
     error for a file, or for a folder holding anything the demo did not write (it is never deleted)."""
     if os.path.isfile(workdir):
-        raise FileExistsError(f"--workdir {workdir}: is a file; give a folder")
+        raise OutputExists(f"--workdir {workdir}: is a file; give a folder")
     if not os.path.isdir(workdir):
         return False
     foreign = sorted(set(os.listdir(workdir)) - WORKDIR_ENTRIES)
     if foreign:
-        raise FileExistsError(f"--workdir {workdir}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+        raise OutputExists(f"--workdir {workdir}: holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
                               "which the demo did not write; the demo replaces its folder, so choose a new "
                               "or empty one")
     return True
@@ -38,7 +39,7 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError as err:
-        raise RuntimeError("the demo data needs scikit-learn: pip install 'ae-tf[demo]'") from err
+        raise MissingDependency("the demo data needs scikit-learn: pip install 'ae-tf[demo]'") from err
     digits = sk_load_digits()
     return digits.images.astype(np.float32), digits.target.astype(np.int8)
 

@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ae_tf.errors import MissingDependency
+
 # skimage.data functions whose files are inside the wheel (checked: no network needed); grey ones become RGB
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina", "immunohistochemistry",
                   "camera", "coins", "moon", "page", "text", "brick", "grass", "gravel", "clock", "cell")
@@ -31,7 +33,7 @@ def load_photos() -> list[tuple[str, np.ndarray]]:
         import skimage.data
         from sklearn.datasets import load_sample_images
     except ImportError as err:
-        raise RuntimeError("the image demo needs scikit-image and scikit-learn: pip install 'ae-tf[demo]'") from err
+        raise MissingDependency("the image demo needs scikit-image and scikit-learn: pip install 'ae-tf[demo]'") from err
     photos = []
     for name in SKIMAGE_PHOTOS:
         image = np.asarray(getattr(skimage.data, name)())

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ae_tf.errors import InvalidInput
 from ae_tf.greedy import cosine64, decision_margin, greedy_representatives
 from ae_tf.hashing import mix64
 
@@ -43,7 +44,7 @@ def priority_keys(rows: np.ndarray, policy: str, seed: int = 0, home_cosine: np.
             raise ValueError("keep policy closest-to-centroid needs each row's cosine to its centroid")
         secondary = -np.asarray(home_cosine, dtype=np.float64)
     else:
-        raise ValueError(f"--keep must be one of {', '.join(KEEP_POLICIES)}, got {policy!r}")
+        raise InvalidInput(f"--keep must be one of {', '.join(KEEP_POLICIES)}, got {policy!r}")
     return primary, secondary
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from ae_tf.codes import Codec, codec_of, with_codec
+from ae_tf.errors import InputNotFound, InvalidInput
 
 EMBEDDING = "embedding"
 RECONSTRUCTION_ERROR = "reconstruction_error"
@@ -79,7 +80,7 @@ def embedding_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), width)
 
 
-class IncompleteOutputError(ValueError):
+class IncompleteOutputError(InvalidInput):
     """A pipeline output directory read before its `_SUCCESS` manifest was written."""
 
 
@@ -106,7 +107,7 @@ def _embedding_files(path: str) -> list[str]:
         files = [path] if os.path.exists(path) else []
     files = [f for f in files if not os.path.basename(f).startswith(("_", "."))]
     if not files:
-        raise FileNotFoundError(f"{path}: no Parquet file found")
+        raise InputNotFound(f"{path}: no Parquet file found")
     return files
 
 
@@ -145,7 +146,7 @@ def read_embeddings(path: str, column: str = EMBEDDING, id_column: str | None = 
     files = _embedding_files(path)
     schema = _read_schema(files[0])
     if column not in schema.names:
-        raise ValueError(f"{files[0]}: column {column!r} not found; columns are: {', '.join(schema.names)}")
+        raise InvalidInput(f"{files[0]}: column {column!r} not found; columns are: {', '.join(schema.names)}")
     if id_column is None:
         others = [n for n in schema.names if n not in (column, RECONSTRUCTION_ERROR)]
         id_column = "id" if "id" in schema.names else (others[0] if others else None)

@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from ae_tf.data import ALL, VALIDATION, ParquetSource, match_files
+from ae_tf.errors import InvalidInput
 from ae_tf.export import LoadedModel, load_model_dir
 from ae_tf.features import IMAGE, VECTOR, FeatureSpec
 
@@ -26,7 +27,7 @@ IMAGE_METRIC = "mean of the models' own reconstruction_error (pixels scaled to [
 EVAL_BATCH = 16384
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InvalidInput):
     """Models that cannot be judged on the same rows (e.g. different features)."""
 
 

@@ -31,6 +31,7 @@ import tempfile
 import uuid
 
 from ae_tf import interrupts, storage
+from ae_tf.errors import InvalidInput
 from ae_tf.model_cache import local_model_dir
 
 METADATA_FILE = "ae_tf_metadata.json"
@@ -41,7 +42,7 @@ FORMAT = "ae-tf-model/1"
 REQUIRED_SIGNATURES = ("encode", "decode", "score", "serving_default")
 
 
-class ModelDirError(ValueError):
+class ModelDirError(InvalidInput):
     """A path that is not a usable ae-tf model directory."""
 
 

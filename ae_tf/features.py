@@ -14,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ae_tf.errors import InvalidInput
+
 if TYPE_CHECKING:
     from ae_tf.images import ImageRequest, ImageSpec
 
@@ -22,7 +24,7 @@ SCALARS = "scalars"
 IMAGE = "image"  # one column of encoded image bytes or pixel arrays; see ae_tf.images
 
 
-class FeatureError(ValueError):
+class FeatureError(InvalidInput):
     """Input data that cannot become model features; the message names the column (and row)."""
 
 

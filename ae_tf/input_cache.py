@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from ae_tf.errors import InvalidInput
 from ae_tf.features import IMAGE, FeatureError, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def decoded_row_bytes(spec: FeatureSpec) -> int:
 def decide_cache(mode: str, spec: FeatureSpec, rows: int, limit_gb: float | None = None) -> CacheDecision:
     """The cache choice for `rows` rows (train and validation together) of this feature spec."""
     if mode not in CACHE_MODES:
-        raise ValueError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
+        raise InvalidInput(f"--cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
     budget = int(limit_gb * 2**30) if limit_gb is not None else default_budget_bytes()
     estimated = decoded_row_bytes(spec) * int(rows)
     enabled = mode == MEMORY or (mode == AUTO and estimated <= budget)

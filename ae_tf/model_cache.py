@@ -15,6 +15,7 @@ import shutil
 import uuid
 
 from ae_tf import storage
+from ae_tf.errors import InputNotFound
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def local_model_dir(model_dir: str, marker: str) -> str:
     model_dir = model_dir.rstrip("/")
     generation = storage.generation(storage.join(model_dir, marker))
     if generation is None:
-        raise FileNotFoundError(f"{model_dir}: no {marker}; not a complete model directory")
+        raise InputNotFound(f"{model_dir}: no {marker}; not a complete model directory")
     key = hashlib.sha256(model_dir.encode()).hexdigest()[:16]
     root = os.path.join(storage.cache_root(), "models")
     final = os.path.join(root, f"{os.path.basename(model_dir)}-{key}-{generation}")

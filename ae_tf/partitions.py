@@ -10,6 +10,7 @@ from __future__ import annotations
 import posixpath
 
 from ae_tf import storage
+from ae_tf.errors import InputNotFound, InvalidInput
 
 
 def _parent(path: str) -> str:
@@ -22,11 +23,11 @@ def newest_partitions(pattern: str, count: int) -> list[str]:
     `pattern` may match partition directories (`events/dt=*`) or files in them (`events/dt=*/*.parquet`).
     """
     if count < 1:
-        raise ValueError(f"--latest-partitions must be at least 1, got {count}")
+        raise InvalidInput(f"--latest-partitions must be at least 1, got {count}")
     partitions = set()
     for match in storage.glob(pattern):
         partitions.add(match.rstrip("/") if storage.isdir(match) else _parent(match))
     if not partitions:
-        raise FileNotFoundError(f"{pattern}: no partition matches")
+        raise InputNotFound(f"{pattern}: no partition matches")
     chosen = sorted(partitions)[-count:]
     return chosen

@@ -19,6 +19,7 @@ import json
 
 import numpy as np
 
+from ae_tf.errors import InvalidInput
 from ae_tf.hashing import row_hash, unit_interval
 
 ARTIFACT_FORMAT = "ae_tf.pca/1"
@@ -27,7 +28,7 @@ NPZ_NAME = "pca.npz"
 PLOT_NAME = "explained_variance.png"
 
 
-class PcaError(ValueError):
+class PcaError(InvalidInput):
     """A fit that cannot be made or applied; the message says why."""
 
 

@@ -25,10 +25,12 @@ import json
 import os
 import uuid
 
+from ae_tf.errors import InvalidInput
+
 FIELD = "generation"  # counts successful swaps; the local compare-and-swap token
 
 
-class PointerError(ValueError):
+class PointerError(InvalidInput):
     """A pointer that cannot be read or written; the message names the path."""
 
 

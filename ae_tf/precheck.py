@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ae_tf.errors import InputNotFound, InvalidInput, OutputExists
 from ae_tf.export import FORMAT, METADATA_FILE, ModelDirError
 from ae_tf.features import FeatureSpec, check_schema, parse_feature_columns
 
@@ -34,7 +35,7 @@ def local_files(pattern: str) -> list[str] | None:
     hidden = {"include_hidden": True} if sys.version_info >= (3, 11) else {}
     files = sorted(p for p in glob.glob(pattern, **hidden) if not os.path.isdir(p))
     if not files:
-        raise FileNotFoundError(f"{pattern}: no input file matches")
+        raise InputNotFound(f"{pattern}: no input file matches")
     return files
 
 
@@ -44,7 +45,7 @@ def read_schema(path: str):
     try:
         return pq.read_schema(path)
     except Exception as err:  # ArrowInvalid and friends: not Parquet, truncated, unreadable
-        raise ValueError(f"{path}: not a readable Parquet file ({err})") from None
+        raise InvalidInput(f"{path}: not a readable Parquet file ({err})") from None
 
 
 def check_columns(path: str, columns: Sequence[str]) -> None:
@@ -52,7 +53,7 @@ def check_columns(path: str, columns: Sequence[str]) -> None:
     names = read_schema(path).names
     missing = [c for c in columns if c not in names]
     if missing:
-        raise ValueError(f"{path}: feature column {missing[0]!r} not found; columns are: {', '.join(names)}")
+        raise InvalidInput(f"{path}: feature column {missing[0]!r} not found; columns are: {', '.join(names)}")
 
 
 def check_training_input(input_pattern: str | None, features: str | Sequence[str] | None, output: str | None = None,
@@ -63,7 +64,7 @@ def check_training_input(input_pattern: str | None, features: str | Sequence[str
         if files and features:
             check_columns(files[0], parse_feature_columns(features))
     if output and is_local(output) and os.path.exists(output) and not overwrite:
-        raise FileExistsError(f"{output}: already exists; choose a new path or pass --overwrite")
+        raise OutputExists(f"{output}: already exists; choose a new path or pass --overwrite")
 
 
 def local_model_metadata(model_dir: str) -> dict | None:
@@ -110,10 +111,10 @@ def check_encode_args(argv: Sequence[str]) -> None:
         check_schema(schema, FeatureSpec.from_dict(metadata["feature_spec"]), source=files[0])
         for name in [c.strip() for c in (args.keep_columns or "").split(",") if c.strip()]:
             if name not in schema.names:
-                raise ValueError(f"{files[0]}: kept column {name!r} not found; columns are: {', '.join(schema.names)}")
+                raise InvalidInput(f"{files[0]}: kept column {name!r} not found; columns are: {', '.join(schema.names)}")
     if args.output and is_local(args.output) and os.path.isdir(args.output) and not args.overwrite \
             and [n for n in os.listdir(args.output) if n != OUTPUT_TEMP_DIR]:
-        raise ValueError(f"{args.output}: output directory is not empty; choose a new one or pass --overwrite")
+        raise InvalidInput(f"{args.output}: output directory is not empty; choose a new one or pass --overwrite")
 
 
 def check_demo_args(argv: Sequence[str]) -> None:

@@ -32,6 +32,7 @@ import tempfile
 import uuid
 
 from ae_tf import storage
+from ae_tf.errors import InvalidInput
 from ae_tf.export import MARKER, ModelDirError, model_dir_exists, read_metadata
 from ae_tf.pointer import PointerConflict, PointerError, Snapshot, open_pointer
 
@@ -46,7 +47,7 @@ MAX_PREVIOUS = 100  # rollback depth kept in the pointer
 _VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-class RegistryError(ValueError):
+class RegistryError(InvalidInput):
     """A registry that cannot do what was asked; the message names the path or version."""
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from ae_tf import storage
 from ae_tf.anomaly import describe_score, score_name
+from ae_tf.errors import InvalidInput
 from ae_tf.export import load_model_dir, read_history, read_metadata
 from ae_tf.features import IMAGE, FeatureSpec
 from ae_tf.report_html import Figure, Table, render
@@ -63,7 +64,7 @@ SUMMARY = "report.json"
 CALL_ROWS = 512  # rows per SavedModel call: bounds memory for image models
 
 
-class ReportError(ValueError):
+class ReportError(InvalidInput):
     """A report that cannot be made as asked (bad flag value, output path taken by a file)."""
 
 

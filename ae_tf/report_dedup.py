@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.errors import InvalidInput
 from ae_tf.features import IMAGE, FeatureSpec
 
 CLUSTERS = 5
@@ -101,12 +102,12 @@ def dedup_examples(dedup, spec: FeatureSpec) -> tuple[bytes, str]:
 
     ids = dedup.cluster_ids()
     if ids is None:
-        raise ValueError(f"no Parquet rows with cluster_id in {dedup.directory}")
+        raise InvalidInput(f"no Parquet rows with cluster_id in {dedup.directory}")
     labels, counts = np.unique(ids, return_counts=True)
     big = np.argsort(-counts, kind="stable")[:CLUSTERS]
     big = big[counts[big] > 1]
     if len(big) == 0:
-        raise ValueError(f"no duplicate clusters among the {len(ids):,} rows in {dedup.directory}")
+        raise InvalidInput(f"no duplicate clusters among the {len(ids):,} rows in {dedup.directory}")
     schema = _open(dedup.row_files[0]).schema_arrow
     similarity = None
     if MAX_SIMILARITY in schema.names:
@@ -121,12 +122,12 @@ def dedup_examples(dedup, spec: FeatureSpec) -> tuple[bytes, str]:
         groups.append(np.r_[cluster, members[:MEMBERS]].astype(np.int64))
     positions = np.concatenate(groups)
     if positions.max() >= len(ids):
-        raise ValueError(f"cluster_id values in {dedup.directory} are not row numbers of its rows")
+        raise InvalidInput(f"cluster_id values in {dedup.directory} are not row numbers of its rows")
     wanted = [n for n in dict.fromkeys([*spec.columns, "embedding", "id"]) if n in schema.names]
     table = _read_rows(dedup.row_files, positions, wanted)
     pictures, what = _pictures(table, spec, schema)
     if pictures is None:
-        raise ValueError(f"the rows in {dedup.directory} carry neither the model's input column nor an embedding")
+        raise InvalidInput(f"the rows in {dedup.directory} carry neither the model's input column nor an embedding")
     names = table.column("id").to_pylist() if "id" in schema.names else positions.tolist()
     sims = similarity[positions] if similarity is not None else np.full(len(positions), np.nan)
     cells, start = [], 0

@@ -17,6 +17,7 @@ import pyarrow as pa
 from ae_tf import storage
 from ae_tf.data import open_parquet
 from ae_tf.embeddings import ANOMALY_SCORE, EMBEDDING, IS_ANOMALY, RECONSTRUCTION_ERROR
+from ae_tf.errors import InvalidInput
 from ae_tf.features import FeatureSpec, check_schema, features_to_array, validate_rows
 
 MANIFEST = "_SUCCESS"
@@ -27,7 +28,7 @@ MAX_INPUT_FILES = 8
 DEDUP_SUMMARY_NAMES = ("summary.json", "dedup_summary.json", "_SUMMARY.json", MANIFEST)
 
 
-class ReportInputError(ValueError):
+class ReportInputError(InvalidInput):
     """A path given to `ae-tf report` that cannot be read; the message names it."""
 
 

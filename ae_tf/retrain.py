@@ -22,6 +22,7 @@ import logging
 import os
 import time
 
+from ae_tf.errors import InvalidInput
 from ae_tf.evaluation import EvaluationError, Sample, held_out_sample, input_sample, reconstruction_error
 from ae_tf.features import FeatureSpec, parse_feature_columns
 from ae_tf.registry import ChampionState, PromotionConflict, Registry, utc_now
@@ -38,7 +39,7 @@ PER_RUN = frozenset({"input", "features", "output", "code_size", "model", "check
                      "tfds", "tfds_data_dir"})
 
 
-class RetrainError(ValueError):
+class RetrainError(InvalidInput):
     """Arguments that cannot produce a fair retrain; nothing was trained."""
 
 

@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from ae_tf.errors import InputNotFound, UserError
+
 GS = "gs://"
 EMULATOR_ENV = "STORAGE_EMULATOR_HOST"
 
@@ -31,7 +33,7 @@ _clients: dict[int, object] = {}
 _client_lock = threading.Lock()
 
 
-class StorageError(OSError):
+class StorageError(UserError, OSError):
     """A path this layer cannot serve; the message names it."""
 
 
@@ -127,7 +129,7 @@ def size(path: str) -> int:
         return os.path.getsize(path)
     blob = gcs_client().bucket(split_gcs(path)[0]).get_blob(split_gcs(path)[1])
     if blob is None:
-        raise FileNotFoundError(f"{path}: not found")
+        raise InputNotFound(f"{path}: not found")
     return int(blob.size)
 
 
@@ -193,7 +195,7 @@ def open_read(path: str) -> BinaryIO:
         return open(path, "rb")
     blob = gcs_blob(path)
     if not blob.exists():
-        raise FileNotFoundError(f"{path}: not found")
+        raise InputNotFound(f"{path}: not found")
     return blob.open("rb")
 
 
@@ -207,7 +209,7 @@ def read_bytes(path: str) -> bytes:
     try:
         return gcs_blob(path).download_as_bytes()
     except exceptions.NotFound:
-        raise FileNotFoundError(f"{path}: not found") from None
+        raise InputNotFound(f"{path}: not found") from None
 
 
 def read_text(path: str) -> str:

@@ -24,6 +24,7 @@ import json
 import os
 
 from ae_tf import storage
+from ae_tf.errors import InvalidInput
 from ae_tf.pointer import PointerError, Snapshot, open_pointer
 
 FORMAT = "ae-tf-store/1"
@@ -34,7 +35,7 @@ SUCCESS = "_SUCCESS"
 LOCK = "_refresh.lock"
 
 
-class StoreError(ValueError):
+class StoreError(InvalidInput):
     """A store that cannot be read or written as asked; the message names the path."""
 
 

@@ -21,12 +21,13 @@ import socket
 from collections.abc import Iterator
 
 from ae_tf import storage
+from ae_tf.errors import InvalidInput
 from ae_tf.store import LOCK
 
 DEFAULT_TTL_S = 6 * 3600
 
 
-class StoreBusy(ValueError):
+class StoreBusy(InvalidInput):
     """Another refresh holds the store; the message says which and what to do."""
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ae_tf import storage
 from ae_tf.data import TRAIN, VALIDATION, open_source
+from ae_tf.errors import InvalidInput, OutputExists
 from ae_tf.train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -45,15 +46,15 @@ class SweepConfig:
     def validate(self) -> None:
         self.template.validate()
         if not self.code_sizes or any(k < 1 for k in self.code_sizes):
-            raise ValueError(f"--code-sizes must be positive numbers, got {self.code_sizes}")
+            raise InvalidInput(f"--code-sizes must be positive numbers, got {self.code_sizes}")
         if len(set(self.code_sizes)) != len(self.code_sizes):
-            raise ValueError(f"--code-sizes repeats a size: {self.code_sizes}")
+            raise InvalidInput(f"--code-sizes repeats a size: {self.code_sizes}")
         if self.tolerance < 0:
-            raise ValueError(f"--tolerance must be >= 0, got {self.tolerance}")
+            raise InvalidInput(f"--tolerance must be >= 0, got {self.tolerance}")
         if self.template.validation_fraction <= 0:
-            raise ValueError("a sweep compares held-out error: --validation-fraction must be above 0")
+            raise InvalidInput("a sweep compares held-out error: --validation-fraction must be above 0")
         if self.max_rows < 10:
-            raise ValueError(f"--max-rows must be at least 10, got {self.max_rows}")
+            raise InvalidInput(f"--max-rows must be at least 10, got {self.max_rows}")
 
 
 @dataclasses.dataclass
@@ -91,9 +92,9 @@ def parse_code_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(sorted(int(t) for t in text.split(",") if t.strip()))
     except ValueError:
-        raise ValueError(f"--code-sizes must be comma-separated numbers, got {text!r}") from None
+        raise InvalidInput(f"--code-sizes must be comma-separated numbers, got {text!r}") from None
     if not sizes:
-        raise ValueError("--code-sizes names no size")
+        raise InvalidInput("--code-sizes names no size")
     return sizes
 
 
@@ -134,7 +135,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
     config.validate()
     if storage.isdir(config.output_dir) and storage.listdir(config.output_dir) and not config.template.overwrite:
-        raise FileExistsError(f"{config.output_dir}: not empty; choose a new directory or pass --overwrite")
+        raise OutputExists(f"{config.output_dir}: not empty; choose a new directory or pass --overwrite")
     storage.makedirs(config.output_dir)
     models = {}
     for k in config.code_sizes:
@@ -149,7 +150,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     train_raw = _collect(source.dataset(TRAIN, 1024), config.max_rows)
     val_raw = _collect(source.dataset(VALIDATION, 1024), config.max_rows)
     if not val_raw:
-        raise ValueError(f"{source.inputs[0]}: no validation rows to compare on")
+        raise InvalidInput(f"{source.inputs[0]}: no validation rows to compare on")
 
     def flat(batches):
         return np.concatenate([np.asarray(prepare(b)).reshape(len(b), -1) for b in batches]).astype(np.float64)

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from ae_tf import storage
 from ae_tf.data import ALL, TRAIN, VALIDATION, FeatureStats
+from ae_tf.errors import InvalidInput, OutputExists
 from ae_tf.features import IMAGE, VECTOR, FeatureError, FeatureSpec
 from ae_tf.images import BYTES, ImageRequest, ImageSpec
 
@@ -35,7 +36,7 @@ def parse_tfds_name(text: str, default_split: str = "train") -> tuple[str, str]:
     """`mnist` -> (mnist, train); `mnist:test` -> (mnist, test); `mnist:3.0.1` keeps the version in the name."""
     parts = text.strip().split(":")
     if not parts[0]:
-        raise ValueError("--tfds names no dataset")
+        raise InvalidInput("--tfds names no dataset")
     name, rest = parts[0], parts[1:]
     if rest and _VERSION.match(rest[0]):
         name = f"{name}:{rest.pop(0)}"
@@ -48,7 +49,7 @@ def _builder(name: str, data_dir: str | None):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as err:  # DatasetNotFoundError and friends: say which name, keep it one line
-        raise ValueError(f"--tfds {name}: {str(err).splitlines()[0]}") from None
+        raise InvalidInput(f"--tfds {name}: {str(err).splitlines()[0]}") from None
     builder.download_and_prepare()
     return builder
 
@@ -204,9 +205,9 @@ def tfds_to_parquet(tfds_name: str, out_dir: str, data_dir: str | None = None, r
 
     name, split = parse_tfds_name(tfds_name)
     if storage.isdir(out_dir) and storage.listdir(out_dir) and not overwrite:
-        raise FileExistsError(f"{out_dir}: not empty; choose a new directory or pass --overwrite")
+        raise OutputExists(f"{out_dir}: not empty; choose a new directory or pass --overwrite")
     if rows_per_file < 1:
-        raise ValueError(f"--rows-per-file must be at least 1, got {rows_per_file}")
+        raise InvalidInput(f"--rows-per-file must be at least 1, got {rows_per_file}")
     builder = _builder(name, data_dir)
     features = builder.info.features
     usable = {k: f for k, f in features.items()

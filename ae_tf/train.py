@@ -20,6 +20,7 @@ from ae_tf import interrupts, storage
 from ae_tf.anomaly import quantile_table
 from ae_tf.anomaly_score import fit_parameters, granularity_for, score_outputs
 from ae_tf.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
+from ae_tf.errors import InvalidInput, OutputExists
 from ae_tf.export import model_dir_exists
 from ae_tf.features import parse_feature_columns
 from ae_tf.images import parse_image_size
@@ -67,25 +68,25 @@ class TrainConfig:
     def validate(self) -> None:
         self.model.validate()
         if bool(self.input) == bool(self.tfds):
-            raise ValueError("give exactly one training input: --input (Parquet) or --tfds (a TFDS dataset)")
+            raise InvalidInput("give exactly one training input: --input (Parquet) or --tfds (a TFDS dataset)")
         if self.input and not self.features:
-            raise ValueError("--features names no column")
+            raise InvalidInput("--features names no column")
         if self.epochs < 1:
-            raise ValueError(f"--epochs must be at least 1, got {self.epochs}")
+            raise InvalidInput(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise InvalidInput(f"--batch-size must be at least 1, got {self.batch_size}")
         if not 0 <= self.validation_fraction < 1:
-            raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
+            raise InvalidInput(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}")
         if self.learning_rate <= 0:
-            raise ValueError(f"--learning-rate must be positive, got {self.learning_rate}")
+            raise InvalidInput(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.min_steps is not None and self.min_steps < 0:
-            raise ValueError(f"--min-steps must be at least 0, got {self.min_steps}")
+            raise InvalidInput(f"--min-steps must be at least 0, got {self.min_steps}")
         if self.cache not in CACHE_MODES:
-            raise ValueError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
+            raise InvalidInput(f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
         if self.cache_limit_gb is not None and self.cache_limit_gb < 0:
-            raise ValueError(f"--cache-limit-gb must be at least 0, got {self.cache_limit_gb}")
+            raise InvalidInput(f"--cache-limit-gb must be at least 0, got {self.cache_limit_gb}")
         if self.checkpoint_dir and not storage.is_local(self.checkpoint_dir):
-            raise ValueError(f"--checkpoint-dir {self.checkpoint_dir}: must be a local directory (checkpoints are "
+            raise InvalidInput(f"--checkpoint-dir {self.checkpoint_dir}: must be a local directory (checkpoints are "
                              f"written every epoch; a gs:// model keeps them in the local cache by default)")
 
     @property
@@ -143,7 +144,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
 
     config.validate()
     if model_dir_exists(config.output) and not config.overwrite:
-        raise FileExistsError(f"{config.output}: already exists; choose a new path or pass --overwrite")
+        raise OutputExists(f"{config.output}: already exists; choose a new path or pass --overwrite")
     keras.utils.set_random_seed(config.seed)
     source = open_source(config)
     spec = source.spec

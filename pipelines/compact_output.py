@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ae_tf.codes import Codec, calibrate
 from ae_tf.encoder import BatchEncoder
+from ae_tf.errors import InvalidInput
 from ae_tf.features import FeatureSpec, validate_rows
 from pipelines.parquet import ParquetSplit, open_parquet
 
@@ -50,7 +51,7 @@ def resolve_codec(dtype: str, model_dir: str, splits: Sequence[ParquetSplit], co
     else the codec for `dtype`, int8 calibrated on a sample of the input encoded by the model."""
     if given is not None:
         if given.dtype != dtype:
-            raise ValueError(f"--embedding-dtype {dtype}: this output is stored as {given.dtype}")
+            raise InvalidInput(f"--embedding-dtype {dtype}: this output is stored as {given.dtype}")
         return given if dtype != "float32" else None
     if dtype == "float32":
         return None

@@ -33,6 +33,8 @@ from apache_beam.options.pipeline_options import (
     WorkerOptions,
 )
 
+from ae_tf.errors import InvalidInput
+
 DEFAULT_GPU = "nvidia-tesla-t4"
 ONE_PROCESS_PER_WORKER = "no_use_multiple_sdk_containers"
 # The smallest machine type that can carry one GPU of each kind (Compute Engine's GPU platforms).
@@ -49,7 +51,7 @@ TRUE_WORDS = ("true", "1", "yes", "y", "on")
 FALSE_WORDS = ("false", "0", "no", "n", "off", "")
 
 
-class DataflowOptionError(ValueError):
+class DataflowOptionError(InvalidInput):
     """Dataflow options that cannot work together; the message says which flag to add or change."""
 
 

@@ -37,6 +37,7 @@ from ae_tf.embeddings import (
     encoded_batch,
     output_schema,
 )
+from ae_tf.errors import InvalidInput
 from ae_tf.export import check_model_dir
 from ae_tf.features import FeatureError, FeatureSpec, check_schema
 from ae_tf.registry import resolve_model_dir
@@ -74,7 +75,7 @@ SOURCE_FILE = "source_file"
 REASON = "reason"
 
 
-class TooManyRejectedRows(ValueError):
+class TooManyRejectedRows(InvalidInput):
     """More rows failed validation than --max-rejected-fraction allows: the output is not published."""
 
 
@@ -363,8 +364,7 @@ def run(argv: Sequence[str] | None = None, save_main_session: bool = True, test_
              plan.rows_in, len(plan.inputs), len(plan.splits), plan.model_version, plan.model_batch_rows,
              f"; skipping {len(plan.skipped_files)} bad file(s)" if plan.skipped_files else "")
     return execute(prepare_launch(beam_args, save_main_session), lambda p: build_pipeline(p, plan), plan.output_dir,
-                   f"encode-{plan.run_id}", "encode", args.progress_interval, test_pipeline,
-                   user_errors=(TooManyRejectedRows, InputError))
+                   f"encode-{plan.run_id}", "encode", args.progress_interval, test_pipeline)
 
 
 def summarize(manifest: dict, seconds: float) -> str:

@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 import apache_beam as beam
 
 from ae_tf import interrupts
+from ae_tf.errors import user_error_in
 from pipelines.gcs_auth import skip_for_options
 from pipelines.options import add_progress_flag, local_runner_if_unset, pipeline_options
-from pipelines.parquet import InputError, read_manifest, start_output
+from pipelines.parquet import read_manifest, start_output
 from pipelines.progress import local_progress
 
 BEAM_OPTIONS_EPILOG = ("Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
@@ -53,21 +54,6 @@ def prepare_launch(beam_args: Sequence[str], save_main_session: bool = True) -> 
     return Launch(options, local_runner_if_unset(options))
 
 
-def user_error_in(err: BaseException, kinds: tuple[type[Exception], ...]) -> Exception | None:
-    """Beam wraps worker exceptions; recover our one-line user errors from the chain or the message."""
-    seen = err
-    while seen is not None:
-        if isinstance(seen, kinds):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    text = str(err)
-    for kind in kinds:
-        marker = f"{kind.__name__}: "
-        if marker in text:
-            return kind(text.split(marker, 1)[1].strip().splitlines()[0].rstrip("'\" "))
-    return None
-
-
 def is_dry_run(options) -> bool:
     """--dry_run: the runner builds the job without running it, so nothing on disk may change."""
     from apache_beam.options.pipeline_options import TestOptions
@@ -77,7 +63,6 @@ def is_dry_run(options) -> bool:
 
 def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir: str, progress_key: str,
             label: str, progress_interval: float, test_pipeline=None,
-            user_errors: tuple[type[Exception], ...] = (InputError,),
             output_dirs: Sequence[str] | None = None) -> dict | None:
     """Build and run the pipeline; returns its `_SUCCESS` manifest (None when nothing ran here, e.g. a
     Dataflow dry run or a remote runner that has not written it).
@@ -94,7 +79,7 @@ def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir
         with local_progress(progress_key, label, launch.local, progress_interval):
             pipeline.run().wait_until_finish()
     except Exception as err:
-        clean = user_error_in(err, user_errors)
+        clean = user_error_in(err)  # Beam keeps a step's exception type; the innermost copy has our message
         if clean is None:
             raise
         raise clean from None

@@ -25,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
 from ae_tf import interrupts
+from ae_tf.errors import InvalidInput
 from pipelines import progress
 from pipelines.coders import BATCH, OFFSET_BATCH
 from pipelines.output_files import is_local, write_bytes
@@ -36,7 +37,7 @@ SHARD_PATTERN = "part-*.parquet"
 METRICS_NAMESPACE = "ae_tf"
 
 
-class InputError(ValueError):
+class InputError(InvalidInput):
     """Input or output locations that cannot be used; the message names the path."""
 
 

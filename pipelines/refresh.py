@@ -53,7 +53,7 @@ from ae_tf.store import (
 )
 from ae_tf.store_lock import DEFAULT_TTL_S, StoreBusy, refresh_lock
 from pipelines.compact_output import add_embedding_dtype_flag
-from pipelines.encode import EncodePlan, TooManyRejectedRows, build_pipeline, plan_encode
+from pipelines.encode import EncodePlan, build_pipeline, plan_encode
 from pipelines.launch import execute, main_with_summary, pipeline_arg_parser, prepare_launch
 from pipelines.options import add_gpu_flag, add_model_batch_flags, add_progress_flag, split_args
 from pipelines.parquet import TEMP_DIR, InputError, ParquetSplit, match_files, utc_now
@@ -138,8 +138,7 @@ def encode_files(run: RefreshRun, args, beam_args, todo: Sequence[InputFile], co
     """Run the encode pipeline over `todo` and move each file's shards into the version folder."""
     plan = _encode_plan(run, args, todo, codec)
     manifest = execute(prepare_launch(beam_args), lambda p: build_pipeline(p, plan), run.staging,
-                       f"refresh-{run.run_id}", "refresh", args.progress_interval,
-                       user_errors=(TooManyRejectedRows, InputError))
+                       f"refresh-{run.run_id}", "refresh", args.progress_interval)
     if manifest is None:
         raise InputError("refresh needs the pipeline to finish before it returns: run it with a runner that "
                          "waits (the local one, or DataflowRunner without --dry_run)")

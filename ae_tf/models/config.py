@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ae_tf.errors import InvalidInput
+
 FAMILY_NAMES = ("dense", "conv", "denoising", "sparse", "vae")
 BASES = ("dense", "conv")
 SPARSITY = ("kl", "l1")
@@ -43,35 +45,35 @@ class ModelConfig:
 
     def validate(self) -> None:
         if self.family not in FAMILY_NAMES:
-            raise ValueError(f"--model must be one of {', '.join(FAMILY_NAMES)}, got {self.family!r}")
+            raise InvalidInput(f"--model must be one of {', '.join(FAMILY_NAMES)}, got {self.family!r}")
         if self.code_size < 1:
-            raise ValueError(f"--code-size must be at least 1, got {self.code_size}")
+            raise InvalidInput(f"--code-size must be at least 1, got {self.code_size}")
         if any(h < 1 for h in self.hidden):
-            raise ValueError(f"--hidden sizes must be positive, got {self.hidden}")
+            raise InvalidInput(f"--hidden sizes must be positive, got {self.hidden}")
         if self.normalization not in ("auto", "feature", "global", "none"):
-            raise ValueError(f"--normalization must be auto, feature, global or none, got {self.normalization!r}")
+            raise InvalidInput(f"--normalization must be auto, feature, global or none, got {self.normalization!r}")
         if self.base is not None and self.base not in BASES:
-            raise ValueError(f"--base must be dense or conv, got {self.base!r}")
+            raise InvalidInput(f"--base must be dense or conv, got {self.base!r}")
         if self.base is not None and self.family in BASES and self.base != self.family:
-            raise ValueError(f"--base {self.base} contradicts --model {self.family}")
+            raise InvalidInput(f"--base {self.base} contradicts --model {self.family}")
         if self.noise_stddev < 0:
-            raise ValueError(f"--noise-stddev must be >= 0, got {self.noise_stddev}")
+            raise InvalidInput(f"--noise-stddev must be >= 0, got {self.noise_stddev}")
         if not 0 <= self.mask_fraction < 1:
-            raise ValueError(f"--mask-fraction must be in [0, 1), got {self.mask_fraction}")
+            raise InvalidInput(f"--mask-fraction must be in [0, 1), got {self.mask_fraction}")
         if self.sparsity not in SPARSITY:
-            raise ValueError(f"--sparsity must be kl or l1, got {self.sparsity!r}")
+            raise InvalidInput(f"--sparsity must be kl or l1, got {self.sparsity!r}")
         if self.sparsity_weight < 0:
-            raise ValueError(f"--sparsity-weight must be >= 0, got {self.sparsity_weight}")
+            raise InvalidInput(f"--sparsity-weight must be >= 0, got {self.sparsity_weight}")
         if not 0 < self.sparsity_target < 1:
-            raise ValueError(f"--sparsity-target must be in (0, 1), got {self.sparsity_target}")
+            raise InvalidInput(f"--sparsity-target must be in (0, 1), got {self.sparsity_target}")
         if self.beta < 0:
-            raise ValueError(f"--beta must be >= 0, got {self.beta}")
+            raise InvalidInput(f"--beta must be >= 0, got {self.beta}")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 1):
-            raise ValueError(f"--image-size must be positive (height, width), got {self.image_size}")
+            raise InvalidInput(f"--image-size must be positive (height, width), got {self.image_size}")
         if self.channels not in (None, 1, 3):
-            raise ValueError(f"--channels must be 1 or 3, got {self.channels}")
+            raise InvalidInput(f"--channels must be 1 or 3, got {self.channels}")
         if not self.filters or any(f < 1 for f in self.filters):
-            raise ValueError(f"--filters must be positive numbers, got {self.filters}")
+            raise InvalidInput(f"--filters must be positive numbers, got {self.filters}")
 
     def resolve_base(self, is_image: bool) -> str:
         """The network this config builds: dense/conv families are their own base."""

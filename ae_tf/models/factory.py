@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from ae_tf.errors import InvalidInput
 from ae_tf.features import IMAGE, VECTOR, FeatureSpec
 from ae_tf.models import conv, denoising, dense, sparse, vae
 from ae_tf.models.base import Autoencoder, Standardize
@@ -24,7 +25,7 @@ def build_model(config: ModelConfig, spec: FeatureSpec, prepare: keras.layers.La
     """Build the family named in `config` (validated first, so a typo fails before any data is read)."""
     config.validate()
     if config.family not in FAMILIES:
-        raise ValueError(f"--model must be one of {', '.join(sorted(FAMILIES))}, got {config.family!r}")
+        raise InvalidInput(f"--model must be one of {', '.join(sorted(FAMILIES))}, got {config.family!r}")
     return FAMILIES[config.family](config, spec, prepare)
 
 
