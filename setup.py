@@ -49,5 +49,5 @@ setup(
     packages=find_packages(include=["ae_tf", "ae_tf.*", "pipelines", "pipelines.*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["ae-tf=ae_tf.cli:main"]},
+    entry_points={"console_scripts": ["ae-tf=ae_tf.commands.main:main"]},
 )

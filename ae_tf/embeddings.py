@@ -1,6 +1,6 @@
 """The embedding Parquet contract: kept columns unchanged, `embedding` fixed_size_list<float32>[k],
 `reconstruction_error` float32, and the model version in the file metadata. With anomaly flags, also
-`anomaly_score` float32 (the model's default score, ae_tf.anomaly_score) and `is_anomaly` bool.
+`anomaly_score` float32 (the model's default score, ae_tf.model.anomaly_score) and `is_anomaly` bool.
 
 Pure Arrow and numpy, so the Beam pipelines, the benchmark's plain loop and readers share one definition.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ae_tf.codes import Codec, codec_of, with_codec
 from ae_tf.errors import InputNotFound, InvalidInput
+from ae_tf.vectors.codes import Codec, codec_of, with_codec
 
 EMBEDDING = "embedding"
 RECONSTRUCTION_ERROR = "reconstruction_error"
@@ -28,7 +28,7 @@ def output_schema(input_schema: pa.Schema, keep_columns: Sequence[str], code_siz
                   model_version: str, model_dir: str = "", flag_anomalies: bool = False,
                   codec: Codec | None = None) -> pa.Schema:
     """Schema of every output shard (known before any row is read, so empty shards have it too);
-    `codec` stores the embedding as float16 or int8 (ae_tf.codes)."""
+    `codec` stores the embedding as float16 or int8 (ae_tf.vectors.codes)."""
     fields = [input_schema.field(name) for name in keep_columns]
     fields += [pa.field(EMBEDDING, pa.list_(pa.float32(), code_size)),
                pa.field(RECONSTRUCTION_ERROR, pa.float32())]
@@ -91,7 +91,7 @@ def _embedding_files(path: str) -> list[str]:
     import glob
     import os
 
-    from ae_tf.store import current_files, is_store
+    from ae_tf.registry.store import current_files, is_store
 
     if is_store(path):
         return current_files(path)
@@ -137,11 +137,11 @@ def read_embeddings(path: str, column: str = EMBEDDING, id_column: str | None = 
     """Embedding Parquet (an output directory, a glob or one file) -> (ids, float32 matrix [rows, k]).
 
     A store root (`ae-tf refresh --store`) is read through its CURRENT pointer. float16 and int8 codes
-    (ae_tf.codes) come back as float32. Rows come in file order. `id_column` defaults to `id` when present,
+    (ae_tf.vectors.codes) come back as float32. Rows come in file order. `id_column` defaults to `id` when present,
     else the first column that is neither the vector nor `reconstruction_error`; with no such column the ids
     are row numbers. Works for any list-of-numbers column, e.g. `column="reduced"` on `ae-tf reduce` output.
     """
-    from ae_tf.features import features_to_array, infer_feature_spec
+    from ae_tf.inputs.features import features_to_array, infer_feature_spec
 
     files = _embedding_files(path)
     schema = _read_schema(files[0])

@@ -9,7 +9,7 @@ plain `os` calls. Other schemes are refused with a one-line error.
 Object stores have no directories: a "directory" is a prefix, and one exists while an object lies under it.
 Publishing a directory (`publish_dir`) uploads every file and a marker file last, so a reader that checks
 the marker never sees half a directory. Model directories on gs:// are loaded from a local copy
-(ae_tf.model_cache).
+(ae_tf.model.model_cache).
 """
 
 from __future__ import annotations

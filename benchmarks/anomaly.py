@@ -8,7 +8,7 @@ Datasets (nothing is downloaded):
   digits, wine, iris  one-class: each class is normal in turn; a stratified 75/25 split of all rows, trained
                  on the normal class's training rows, tested on the whole test part.
 A split seed draws the rows; a model seed initialises the network (and IsolationForest). Every model is
-trained by the real `ae_tf.train.train` on Parquet written here and scored by the exported SavedModel's
+trained by the real `ae_tf.model.train.train` on Parquet written here and scored by the exported SavedModel's
 `score` signature, loaded with plain `tf.saved_model.load`. The benchmark recipe is small so the run fits
 on 2 cores: hidden 64,32, 5 epochs of at least 40 steps; code sizes in CODE_SIZE.
 
@@ -130,7 +130,7 @@ def model_scores(task: Task, k: int, seed: int, workdir: str) -> dict[str, np.nd
     """Train with the benchmark recipe, export, load with plain TF and call `score` on the test rows."""
     import tensorflow as tf
 
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
 
     name = f"{task.dataset}-{task.normal}-{task.split}-{seed}"
     data = os.path.join(workdir, f"{name}.parquet")

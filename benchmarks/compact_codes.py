@@ -3,7 +3,7 @@ against float32, on two kinds of real codes.
 
     python benchmarks/compact_codes.py [--digits 10000] [--epochs 3]
 
-digits  a dense autoencoder (code 8, like the demo) trained on the demo's jittered digits (ae_tf.demo_data)
+digits  a dense autoencoder (code 8, like the demo) trained on the demo's jittered digits (ae_tf.inputs.demo_data)
 photos  a conv autoencoder (code 16) trained on 32x32 crops of the two photos shipped with scikit-learn
         (`load_sample_images`: china, flower), PNG-encoded in Parquet like any image column
 The codes are written exactly as `encode --embedding-dtype` writes them (ae_tf.embeddings.output_schema and
@@ -30,15 +30,15 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ae_tf.codes import Codec, calibrate  # noqa: E402
 from ae_tf.embeddings import encoded_batch, output_schema  # noqa: E402
+from ae_tf.vectors.codes import Codec, calibrate  # noqa: E402
 
-SAMPLE_ROWS = 8192  # as pipelines.compact_output
+SAMPLE_ROWS = 8192  # as pipelines.io.compact_output
 
 
 def train_digits(work: str, rows: int, epochs: int):
-    from ae_tf.demo_data import write_digits_parquet
-    from ae_tf.train import make_train_config, train
+    from ae_tf.inputs.demo_data import write_digits_parquet
+    from ae_tf.model.train import make_train_config, train
 
     write_digits_parquet(f"{work}/digits", rows=rows, files=1)
     config = make_train_config(f"{work}/digits/*.parquet", "pixels", f"{work}/digits_model", code_size=8,
@@ -62,7 +62,7 @@ def photo_crops(size: int = 32, stride: int = 10) -> list[bytes]:
 
 
 def train_photos(work: str, epochs: int):
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
 
     crops = photo_crops()
     os.makedirs(f"{work}/photos", exist_ok=True)
@@ -77,7 +77,7 @@ def train_photos(work: str, epochs: int):
 def encode_all(pattern: str, model_dir: str) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     import glob
 
-    from ae_tf.encoder import BatchEncoder
+    from ae_tf.model.encoder import BatchEncoder
 
     model = BatchEncoder.load(model_dir)
     table = pa.concat_tables([pq.read_table(p) for p in sorted(glob.glob(pattern))])

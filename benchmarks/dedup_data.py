@@ -6,7 +6,7 @@ catalogue  heavily duplicated, shaped like a product catalogue: 45% of rows in c
            (Zipf 1.6) sizes whose members sit at cosine 0.95-0.995 to their item, 15% in random-walk chains
            (each step at cosine 0.97 to the previous row, 20-200 steps), 10% exact copies of other rows,
            30% unique rows. Rows are shuffled.
-digits     the demo's jittered digits (ae_tf.demo_data) projected to `code` dimensions by PCA (the optimal
+digits     the demo's jittered digits (ae_tf.inputs.demo_data) projected to `code` dimensions by PCA (the optimal
            linear autoencoder; derived in seconds instead of training a dense model): 1,797 source images,
            so a 1M-row set holds ~560 near copies of each.
 """
@@ -70,7 +70,7 @@ def catalogue_rows(rows: int, dim: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def digits_rows(rows: int, code: int, rng: np.random.Generator) -> np.ndarray:
-    from ae_tf.demo_data import jittered_digits
+    from ae_tf.inputs.demo_data import jittered_digits
 
     pixels, _, _ = jittered_digits(rows, seed=int(rng.integers(1 << 31)))
     fit = pixels[: min(rows, 50_000)].astype(np.float64)

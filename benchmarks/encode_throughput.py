@@ -43,7 +43,7 @@ def make_data(directory: str, rows: int, dim: int, files: int, seed: int = 0) ->
 
 
 def train_model(data_dir: str, model_dir: str) -> None:
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
 
     train(make_train_config(os.path.join(data_dir, "data-000.parquet"), "x", model_dir, code_size=16,
                             epochs=1, batch_size=1024))
@@ -52,7 +52,7 @@ def train_model(data_dir: str, model_dir: str) -> None:
 def bare_loop(data_dir: str, model_dir: str, out_dir: str, batch_rows: int) -> int:
     """What a user would write by hand: read, encode, write, one file after another."""
     from ae_tf.embeddings import encoded_batch, output_schema
-    from ae_tf.encoder import BatchEncoder
+    from ae_tf.model.encoder import BatchEncoder
 
     encoder = BatchEncoder.load(model_dir)
     os.makedirs(out_dir, exist_ok=True)
@@ -79,7 +79,7 @@ def beam_pipeline(data_dir: str, model_dir: str, out_dir: str, batch_rows: int) 
 def child(mode: str, data_dir: str, model_dir: str, out_dir: str, batch_rows: int) -> None:
     """Imports happen before the clock starts (both sides pay the same ~3s TensorFlow import);
     model loading, reading, encoding and writing (and, for Beam, launching the pipeline) are timed."""
-    import ae_tf.encoder  # noqa: F401
+    import ae_tf.model.encoder  # noqa: F401
     import pipelines.encode  # noqa: F401
 
     started = time.perf_counter()

@@ -11,7 +11,7 @@ The emulator is `gcp-storage-emulator` (the test extra), started on a free local
 STORAGE_EMULATOR_HOST pointing at it; no credentials exist on the machine. Prints seconds and peak memory
 (max RSS of the command's process) per run, the median of --repeats, and the ratios to (a).
 Target (issue 12): (b) within 2x of (a). Also times Beam's own GCS client creation on this machine (no
-credentials) as Beam does it and with pipelines.gcs_auth's skip: the wait the fix removes.
+credentials) as Beam does it and with pipelines.runner.gcs_auth's skip: the wait the fix removes.
 """
 
 from __future__ import annotations
@@ -51,8 +51,8 @@ LOOKUP = ("import time; from apache_beam.io.gcp import gcsio; from apache_beam.o
 
 
 def credential_lookup_seconds(env: dict, skip: bool) -> float:
-    """Beam's own storage-client creation in a fresh process, with or without pipelines.gcs_auth's skip."""
-    code = ("from pipelines.gcs_auth import skip_credential_lookup; skip_credential_lookup(); " if skip else "") + LOOKUP
+    """Beam's own storage-client creation in a fresh process, with or without pipelines.runner.gcs_auth's skip."""
+    code = ("from pipelines.runner.gcs_auth import skip_credential_lookup; skip_credential_lookup(); " if skip else "") + LOOKUP
     if not skip:
         env = {k: v for k, v in env.items() if k != "STORAGE_EMULATOR_HOST"}  # what Beam alone does offline
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -92,7 +92,7 @@ def main() -> None:
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
             for _ in range(args.repeats):
                 for name, (m, i, o) in runs.items():
-                    argv = [sys.executable, "-m", "ae_tf.cli", "encode", "--model", m, "--input", i,
+                    argv = [sys.executable, "-m", "ae_tf.commands.main", "encode", "--model", m, "--input", i,
                             "--output", o, "--overwrite", "--progress-interval", "0"]
                     results[name].append(timed_command(argv, env))
             rows = sum(1 for _ in storage.glob(f"{root}/out-b/part-*.parquet"))

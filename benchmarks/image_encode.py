@@ -85,11 +85,11 @@ def make_data(directory: str, rows: int, side: int) -> None:
 
 def export_untrained(model_dir: str, side: int, filters: str, code_size: int) -> None:
     """The README's conv product model at its real size, exported with its initial weights."""
-    from ae_tf.export import export_model
-    from ae_tf.features import IMAGE, FeatureSpec
-    from ae_tf.images import ImageSpec
-    from ae_tf.models.config import ModelConfig
-    from ae_tf.models.factory import build_model, input_layer
+    from ae_tf.inputs.features import IMAGE, FeatureSpec
+    from ae_tf.inputs.images import ImageSpec
+    from ae_tf.model.export import export_model
+    from ae_tf.model.families.config import ModelConfig
+    from ae_tf.model.families.factory import build_model, input_layer
 
     image = ImageSpec(side, side, 3)
     spec = FeatureSpec(IMAGE, ("image",), image.size, image=image)

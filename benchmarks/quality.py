@@ -2,7 +2,7 @@
 
     python benchmarks/quality.py [--out benchmarks/quality_output] [--sections recon,anomaly,vae]
 
-Every model is trained by the real `ae_tf.train.train` on Parquet written here, with the default recipe
+Every model is trained by the real `ae_tf.model.train.train` on Parquet written here, with the default recipe
 of its family (only `--model` and `--code-size` are chosen), so the numbers describe what a user gets.
 Baselines (PCA, IsolationForest) are computed in the same run on the same rows.
 
@@ -74,7 +74,7 @@ def write_parquet(path: str, x: np.ndarray, scalar_columns: bool = False) -> str
 
 def fit(workdir: str, name: str, x: np.ndarray, code_size: int, scalar_columns: bool = False, **settings):
     """Train with the default recipe (plus `settings`) through the real training entry point."""
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
 
     data = write_parquet(os.path.join(workdir, f"{name}.parquet"), x, scalar_columns)
     features = ",".join(f"f{j}" for j in range(x.shape[1])) if scalar_columns else "pixels"

@@ -112,7 +112,7 @@ def main() -> None:
         beam_run = measure("beam", work, args.variance)
         sk_run = measure("sklearn", work, args.variance)
 
-        from ae_tf.pca import PcaFit
+        from ae_tf.vectors.pca import PcaFit
 
         with open(os.path.join(work, "out-beam", "_pca", "pca.json"), "rb") as f:
             fit = PcaFit.from_json_bytes(f.read())

@@ -1,12 +1,12 @@
-"""Training throughput: `ae_tf.train` (the Parquet input pipeline) against Keras `fit` on in-memory arrays.
+"""Training throughput: `ae_tf.model.train` (the Parquet input pipeline) against Keras `fit` on in-memory arrays.
 
     python benchmarks/train_throughput.py [--points 64:1536,128:512,256:96] [--tabular-rows 200000] [--epochs 3]
 
 The limit is Keras `fit` of the very same model (same network, optimiser, batch size) on numpy arrays
 already in memory: no reading, no decoding. Against it, in the same run:
-  pipeline cache   `ae_tf.train.train` with `--cache memory` (what `--cache auto` picks when the rows fit)
-  pipeline stream  `ae_tf.train.train` with `--cache none`: every pass reads the Parquet and decodes again
-Images are JPEG crops of the photographs bundled in scikit-image and scikit-learn (ae_tf.demo_images), conv
+  pipeline cache   `ae_tf.model.train.train` with `--cache memory` (what `--cache auto` picks when the rows fit)
+  pipeline stream  `ae_tf.model.train.train` with `--cache none`: every pass reads the Parquet and decodes again
+Images are JPEG crops of the photographs bundled in scikit-image and scikit-learn (ae_tf.inputs.demo_images), conv
 model (filters 32,64,128; 32,64,128,256 at 256x256, code 128); tabular rows are 64 floats near a rank-8
 subspace, dense model. Rows/s is measured over the passes after the first (the first traces the graph),
 with no validation split, each mode in a fresh subprocess so its peak memory (max RSS) is its own.
@@ -37,7 +37,7 @@ def make_data(directory: str, kind: str, size: int, rows: int) -> None:
 
     os.makedirs(directory, exist_ok=True)
     if kind == "image":
-        from ae_tf.demo_images import write_photo_parquet
+        from ae_tf.inputs.demo_images import write_photo_parquet
 
         write_photo_parquet(directory, rows=rows, size=size, files=2, duplicate_fraction=0.0)
         return
@@ -49,7 +49,7 @@ def make_data(directory: str, kind: str, size: int, rows: int) -> None:
 
 
 def config_for(data_dir: str, kind: str, size: int, epochs: int, cache: str, out: str):
-    from ae_tf.train import make_train_config
+    from ae_tf.model.train import make_train_config
 
     if kind == "image":
         filters = "32,64,128,256" if size >= 256 else "32,64,128"
@@ -76,9 +76,9 @@ def child(mode: str, data_dir: str, kind: str, size: int, epochs: int, out: str)
 
     timer = PassTimer()
     if mode == "fit":
-        from ae_tf.data import TRAIN, open_source
-        from ae_tf.input_cache import load_part
-        from ae_tf.models import build_model, input_layer
+        from ae_tf.inputs.data import TRAIN, open_source
+        from ae_tf.inputs.input_cache import load_part
+        from ae_tf.model.families import build_model, input_layer
 
         config = config_for(data_dir, kind, size, epochs, "memory", out)
         keras.utils.set_random_seed(0)
@@ -91,7 +91,7 @@ def child(mode: str, data_dir: str, kind: str, size: int, epochs: int, out: str)
         model.fit(x, batch_size=config.batch_size, epochs=epochs, shuffle=True, verbose=0, callbacks=[timer])
         rows = len(x)
     else:
-        from ae_tf.train import train
+        from ae_tf.model.train import train
 
         config = config_for(data_dir, kind, size, epochs, "memory" if mode == "cache" else "none", out)
         result = train(config, callbacks=[timer])

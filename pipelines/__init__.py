@@ -2,6 +2,6 @@
 
 # Every process that imports the pipelines (the launcher, and each worker of the multi-process runner,
 # which inherits the environment) skips Beam's slow credential look-up when a storage emulator is set.
-from pipelines.gcs_auth import skip_credential_lookup as _skip_credential_lookup  # noqa: E402
+from pipelines.runner.gcs_auth import skip_credential_lookup as _skip_credential_lookup  # noqa: E402
 
 _skip_credential_lookup()

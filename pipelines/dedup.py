@@ -8,14 +8,14 @@ cosine to an earlier kept row is >= threshold; then it joins the most similar ea
 row number is its cluster_id. No removed row is below the threshold to its representative.
 
 Flow (every element is a whole array or Arrow batch; keys are partition or split numbers):
-1. At launch (pipelines.dedup_plan): a sample is deduplicated in memory; spherical k-means on its
+1. At launch (pipelines.parts.dedup_plan): a sample is deduplicated in memory; spherical k-means on its
    representatives places the partitions; the guest margin is chosen so the sample's pairs meet.
 2. Each input batch -> unit vectors -> its home partition (nearest centroid) and, near a boundary, up to
    --max-guests neighbouring partitions as a read-only guest -> GroupByKey(partition) -> greedy
-   representatives in blocks of matrix products against the partition's kept rows (ae_tf.greedy).
+   representatives in blocks of matrix products against the partition's kept rows (ae_tf.vectors.greedy).
 3. A removed row whose representative was a guest is confirmed against the representative's own
    decision (a join on splits); if that one was removed, the row takes its fallback or is checked again
-   in the representative's partition (pipelines.dedup_fixups).
+   in the representative's partition (pipelines.parts.dedup_fixups).
 4. Every split is read again and annotated from its decisions (a join on splits, sized by the split);
    a sample of kept rows is checked exactly against all kept rows (the residual-duplicate rate).
 
@@ -40,9 +40,11 @@ import apache_beam as beam
 import numpy as np
 
 import ae_tf
-from ae_tf.duplicates import PartitionStats, connected_components
-from pipelines import progress
-from pipelines.dedup_fixups import (
+from ae_tf.vectors.duplicates import PartitionStats, connected_components
+from pipelines.io.output_files import write_bytes
+from pipelines.io.parquet import ShardResult, WriteParquetShards, publish_shards, utc_now, write_manifest
+from pipelines.io.vector_input import ReadNumberedBatches
+from pipelines.parts.dedup_fixups import (
     AnnotateSplitDoFn,
     KeptSampleFn,
     RecheckOrphansDoFn,
@@ -50,8 +52,8 @@ from pipelines.dedup_fixups import (
     SumFn,
     answer_queries,
 )
-from pipelines.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
-from pipelines.dedup_plan import (
+from pipelines.parts.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
+from pipelines.parts.dedup_plan import (
     ANNOTATED,
     DEDUPLICATED,
     PAIRS,
@@ -61,12 +63,10 @@ from pipelines.dedup_plan import (
     plan_dedup,
     plan_from_args,
 )
-from pipelines.dedup_steps import DedupPartitionDoFn, RouteRowsDoFn
-from pipelines.launch import execute, main_with_summary, prepare_launch
-from pipelines.options import split_args
-from pipelines.output_files import write_bytes
-from pipelines.parquet import ShardResult, WriteParquetShards, publish_shards, utc_now, write_manifest
-from pipelines.vector_input import ReadNumberedBatches
+from pipelines.parts.dedup_steps import DedupPartitionDoFn, RouteRowsDoFn
+from pipelines.runner import progress
+from pipelines.runner.launch import execute, main_with_summary, prepare_launch
+from pipelines.runner.options import split_args
 
 __all__ = ["DedupParquet", "build_pipeline", "dedup_arg_parser", "main", "plan_dedup", "run", "summarize"]
 
@@ -271,6 +271,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.cli import main as cli_main
+    from ae_tf.commands.main import main as cli_main
 
     sys.exit(cli_main(["dedup", *sys.argv[1:]]))

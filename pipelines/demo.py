@@ -19,10 +19,10 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ae_tf.cli_help import HelpFormatter
-from ae_tf.demo_data import check_workdir, write_digits_parquet
-from ae_tf.report import ReportConfig, make_report
-from ae_tf.train import make_train_config, train
+from ae_tf.commands.help import HelpFormatter
+from ae_tf.inputs.demo_data import check_workdir, write_digits_parquet
+from ae_tf.model.train import make_train_config, train
+from ae_tf.report.report import ReportConfig, make_report
 from pipelines import encode
 
 
@@ -45,7 +45,7 @@ def demo_arg_parser() -> argparse.ArgumentParser:
 
 
 def clear_workdir(workdir: str) -> None:
-    """Delete an earlier demo's folder (ae_tf.demo_data.check_workdir refuses any other folder)."""
+    """Delete an earlier demo's folder (ae_tf.inputs.demo_data.check_workdir refuses any other folder)."""
     if check_workdir(workdir):
         shutil.rmtree(workdir)
 
@@ -97,6 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.cli import main as cli_main
+    from ae_tf.commands.main import main as cli_main
 
     sys.exit(cli_main(["demo", *sys.argv[1:]]))

@@ -1,7 +1,7 @@
 """`ae-tf demo --images` / `make demo-images`: the photo-catalogue job end to end on bundled photographs.
 
 Writes JPEG crops of the photographs inside scikit-image and scikit-learn (with planted near duplicates:
-re-encodes, small shifts, mirror images; see ae_tf.demo_images) as Parquet, trains a conv autoencoder on
+re-encodes, small shifts, mirror images; see ae_tf.inputs.demo_images) as Parquet, trains a conv autoencoder on
 them, encodes them with the Beam pipeline, finds near duplicates with the dedup pipeline, says how many of
 the planted ones it found, and writes the visual report (reconstructions at full size, duplicate groups).
 Defaults: 2,000 rows of 64x64 RGB, filters 16,32,64, code size 32, 8 epochs.
@@ -16,16 +16,16 @@ import time
 import numpy as np
 import pyarrow.dataset as pads
 
-from ae_tf.demo_images import write_photo_parquet
-from ae_tf.report import ReportConfig, make_report
-from ae_tf.train import make_train_config, train
+from ae_tf.inputs.demo_images import write_photo_parquet
+from ae_tf.model.train import make_train_config, train
+from ae_tf.report.report import ReportConfig, make_report
 
 KEPT = "id,photo,variant,duplicate_of"
 
 
 def planted_found(dedup_dir: str) -> dict[str, tuple[int, int]] | None:
     """{variant: (found, planted)}: a planted copy is found when it shares a cluster with its original."""
-    from pipelines.dedup_plan import ANNOTATED, CLUSTER_ID
+    from pipelines.parts.dedup_plan import ANNOTATED, CLUSTER_ID
 
     try:
         table = pads.dataset(os.path.join(dedup_dir, ANNOTATED), format="parquet").to_table(

@@ -8,7 +8,7 @@ the model (AutoencoderModelHandler, loaded once per worker), called on sub-batch
 embedding + reconstruction_error (rows that cannot be encoded -> _rejected/ with the reason) -> one
 temporary shard per split -> published under final names -> `_SUCCESS` manifest written last.
 Reading runs a batch ahead and writing a batch behind, on threads, so they overlap the model
-(pipelines.overlap). Rows are checked in the same step that encodes them: image files are decoded once, by the model, whose
+(pipelines.io.overlap). Rows are checked in the same step that encodes them: image files are decoded once, by the model, whose
 `prepare_images` signature flags the files that do not decode.
 """
 
@@ -27,9 +27,6 @@ import pyarrow.compute as pc
 from apache_beam.utils import shared
 
 import ae_tf
-from ae_tf.anomaly import resolve_threshold
-from ae_tf.batching import auto_model_batch_rows
-from ae_tf.codes import Codec, codec_of
 from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
@@ -38,15 +35,15 @@ from ae_tf.embeddings import (
     output_schema,
 )
 from ae_tf.errors import InvalidInput
-from ae_tf.export import check_model_dir
-from ae_tf.features import FeatureError, FeatureSpec, check_schema
-from ae_tf.registry import resolve_model_dir
-from pipelines.coders import BATCH
-from pipelines.compact_output import resolve_codec
-from pipelines.inference import AutoencoderModelHandler
-from pipelines.launch import execute, main_with_summary, prepare_launch
-from pipelines.options import encode_arg_parser, split_args
-from pipelines.parquet import (
+from ae_tf.inputs.features import FeatureError, FeatureSpec, check_schema
+from ae_tf.model.anomaly import resolve_threshold
+from ae_tf.model.batching import auto_model_batch_rows
+from ae_tf.model.export import check_model_dir
+from ae_tf.registry.registry import resolve_model_dir
+from ae_tf.vectors.codes import Codec, codec_of
+from pipelines.io.coders import BATCH
+from pipelines.io.compact_output import resolve_codec
+from pipelines.io.parquet import (
     METRICS_NAMESPACE,
     TEMP_DIR,
     FileFooter,
@@ -64,6 +61,9 @@ from pipelines.parquet import (
     utc_now,
     write_manifest,
 )
+from pipelines.parts.inference import AutoencoderModelHandler
+from pipelines.runner.launch import execute, main_with_summary, prepare_launch
+from pipelines.runner.options import encode_arg_parser, split_args
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
 
     With `skip_bad_files`, unreadable files and files whose schema does not fit are left out and listed in
     the manifest instead of stopping the run. `model_batch_rows=None` sizes model calls automatically
-    from the model's activations against `model_memory_mb` (ae_tf.batching).
+    from the model's activations against `model_memory_mb` (ae_tf.model.batching).
     """
     if not 0 <= max_rejected_fraction <= 1:
         raise InputError(f"--max-rejected-fraction must be within [0, 1], got {max_rejected_fraction}")
@@ -193,7 +193,7 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
             skipped.append((footer.path, str(err)))
     splits = splits_for(kept_footers, max_rows_per_split)
     first = kept_footers[0].schema
-    codec = resolve_codec(embedding_dtype, model_dir, splits, spec.columns, spec, codec)  # pipelines.compact_output
+    codec = resolve_codec(embedding_dtype, model_dir, splits, spec.columns, spec, codec)  # pipelines.io.compact_output
     schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir,
                            flag_anomalies=threshold is not None, codec=codec)
     rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
@@ -388,6 +388,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.cli import main as cli_main
+    from ae_tf.commands.main import main as cli_main
 
     sys.exit(cli_main(["encode", *sys.argv[1:]]))

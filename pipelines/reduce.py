@@ -27,7 +27,7 @@ import pyarrow as pa
 
 import ae_tf
 from ae_tf.embeddings import embedding_array
-from ae_tf.pca import (
+from ae_tf.vectors.pca import (
     JSON_NAME,
     NPZ_NAME,
     PLOT_NAME,
@@ -37,10 +37,8 @@ from ae_tf.pca import (
     fit_sample_mask,
     plot_explained_variance,
 )
-from pipelines.launch import add_output_flags, execute, main_with_summary, pipeline_arg_parser, prepare_launch
-from pipelines.options import split_args
-from pipelines.output_files import exists, read_bytes, write_bytes
-from pipelines.parquet import (
+from pipelines.io.output_files import exists, read_bytes, write_bytes
+from pipelines.io.parquet import (
     TEMP_DIR,
     InputError,
     ShardResult,
@@ -50,7 +48,15 @@ from pipelines.parquet import (
     utc_now,
     write_manifest,
 )
-from pipelines.vector_input import ReadNumberedBatches, VectorInput, check_columns, plan_vector_input
+from pipelines.io.vector_input import ReadNumberedBatches, VectorInput, check_columns, plan_vector_input
+from pipelines.runner.launch import (
+    add_output_flags,
+    execute,
+    main_with_summary,
+    pipeline_arg_parser,
+    prepare_launch,
+)
+from pipelines.runner.options import split_args
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +340,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.cli import main as cli_main
+    from ae_tf.commands.main import main as cli_main
 
     sys.exit(cli_main(["reduce", *sys.argv[1:]]))

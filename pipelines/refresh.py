@@ -3,14 +3,14 @@
     ae-tf refresh --model MODEL_DIR|REGISTRY --input GLOB --store ROOT [--embedding-dtype float32|float16|int8]
                   [--keep-versions 2] [Beam options]
 
-One run, under the store's refresh lock (ae_tf.store_lock):
+One run, under the store's refresh lock (ae_tf.registry.store_lock):
   1. resolve the model (a registry -> its champion) and its folder ROOT/versions/<model_version>[-dtype];
   2. describe every input file (size, mtime or generation, rows, footer fingerprint) and compare with the
      manifest the folder builds on (CURRENT's when it points there): new or changed files are encoded,
      unchanged ones keep their shards, deleted ones leave the view;
   3. encode those files with the encode pipeline into the folder's _temporary/<run>/, then move each file's
      shards in under names of their own, write the manifest (_manifests/<run>.json and _SUCCESS);
-  4. swap CURRENT by compare-and-swap (the registry's, ae_tf.pointer); only then remove shards no longer
+  4. swap CURRENT by compare-and-swap (the registry's, ae_tf.registry.pointer); only then remove shards no longer
      referenced and prune version folders beyond --keep-versions.
 A run killed anywhere before 4 leaves CURRENT on the last complete version; the next run clears its leftovers.
 """
@@ -28,11 +28,10 @@ from collections.abc import Sequence
 
 import ae_tf
 from ae_tf import storage
-from ae_tf.codes import Codec
-from ae_tf.export import check_model_dir
-from ae_tf.pointer import PointerConflict
-from ae_tf.registry import resolve_model_dir
-from ae_tf.store import (
+from ae_tf.model.export import check_model_dir
+from ae_tf.registry.pointer import PointerConflict
+from ae_tf.registry.registry import resolve_model_dir
+from ae_tf.registry.store import (
     FORMAT,
     MANIFESTS,
     SUCCESS,
@@ -51,12 +50,13 @@ from ae_tf.store import (
     stored_files,
     version_dir,
 )
-from ae_tf.store_lock import DEFAULT_TTL_S, StoreBusy, refresh_lock
-from pipelines.compact_output import add_embedding_dtype_flag
+from ae_tf.registry.store_lock import DEFAULT_TTL_S, StoreBusy, refresh_lock
+from ae_tf.vectors.codes import Codec
 from pipelines.encode import EncodePlan, build_pipeline, plan_encode
-from pipelines.launch import execute, main_with_summary, pipeline_arg_parser, prepare_launch
-from pipelines.options import add_gpu_flag, add_model_batch_flags, add_progress_flag, split_args
-from pipelines.parquet import TEMP_DIR, InputError, ParquetSplit, match_files, utc_now
+from pipelines.io.compact_output import add_embedding_dtype_flag
+from pipelines.io.parquet import TEMP_DIR, InputError, ParquetSplit, match_files, utc_now
+from pipelines.runner.launch import execute, main_with_summary, pipeline_arg_parser, prepare_launch
+from pipelines.runner.options import add_gpu_flag, add_model_batch_flags, add_progress_flag, split_args
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def encode_files(run: RefreshRun, args, beam_args, todo: Sequence[InputFile], co
         raise InputError("refresh needs the pipeline to finish before it returns: run it with a runner that "
                          "waits (the local one, or DataflowRunner without --dry_run)")
     shards_of: dict[str, list[tuple[str, int]]] = {f.path: [] for f in todo}
-    for shard in manifest["shards"]:  # shard i is split i (pipelines.parquet.shard_name)
+    for shard in manifest["shards"]:  # shard i is split i (pipelines.io.parquet.shard_name)
         index = int(shard["file"].split("-")[1])
         shards_of[plan.splits[index].path].append((shard["file"], int(shard["rows"])))
     stored = []
@@ -255,6 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.cli import main as cli_main
+    from ae_tf.commands.main import main as cli_main
 
     sys.exit(cli_main(["refresh", *sys.argv[1:]]))

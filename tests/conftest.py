@@ -65,7 +65,7 @@ SCALAR_FEATURES = ",".join(f"f{j}" for j in range(WIDTH))
 
 
 def train_tiny(input_glob: str, features: str, output: str, **kwargs):
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
 
     settings = {"epochs": 6, "batch_size": 64, "hidden": "16", "learning_rate": 3e-3, "read_rows": 256}
     settings.update(kwargs)

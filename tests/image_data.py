@@ -68,11 +68,11 @@ def write_image_dataset(directory, rows: int = 240, seed: int = 0, struct: bool 
 def export_untrained_conv(model_dir: str, side: int, filters: tuple[int, ...], code_size: int) -> None:
     """A conv model for side x side RGB image bytes, exported with its initial weights: for tests of memory
     and batching, which do not depend on what the weights are (training at 256x256 on a CPU is slow)."""
-    from ae_tf.export import export_model
-    from ae_tf.features import IMAGE, FeatureSpec
-    from ae_tf.images import ImageSpec
-    from ae_tf.models.config import ModelConfig
-    from ae_tf.models.factory import build_model, input_layer
+    from ae_tf.inputs.features import IMAGE, FeatureSpec
+    from ae_tf.inputs.images import ImageSpec
+    from ae_tf.model.export import export_model
+    from ae_tf.model.families.config import ModelConfig
+    from ae_tf.model.families.factory import build_model, input_layer
 
     image = ImageSpec(side, side, 3)
     spec = FeatureSpec(IMAGE, ("image",), image.size, image=image)

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import low_rank_rows, read_output
 
-from ae_tf.anomaly import quantile_table, resolve_threshold
 from ae_tf.embeddings import embedding_array
-from ae_tf.export import read_metadata
+from ae_tf.model.anomaly import quantile_table, resolve_threshold
+from ae_tf.model.export import read_metadata
 from pipelines import encode
 
 

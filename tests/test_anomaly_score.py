@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from conftest import WIDTH, low_rank_rows
 
-from ae_tf.anomaly import resolve_threshold
-from ae_tf.anomaly_score import MIN_VARIANCE_ROWS, ScoreParameters
-from ae_tf.data import TRAIN, ParquetSource, match_files
-from ae_tf.export import read_metadata
-from ae_tf.features import FeatureSpec
+from ae_tf.inputs.data import TRAIN, ParquetSource, match_files
+from ae_tf.inputs.features import FeatureSpec
+from ae_tf.model.anomaly import resolve_threshold
+from ae_tf.model.anomaly_score import MIN_VARIANCE_ROWS, ScoreParameters
+from ae_tf.model.export import read_metadata
 
 
 def odd_rows(rows: int = 20) -> np.ndarray:
@@ -17,7 +17,7 @@ def odd_rows(rows: int = 20) -> np.ndarray:
 
 
 def numpy_scores(meta: dict, x: np.ndarray, code: np.ndarray, rebuilt: np.ndarray) -> dict[str, np.ndarray]:
-    """Every score recomputed from the metadata alone, in float64 (ae_tf.anomaly_score's formulas)."""
+    """Every score recomputed from the metadata alone, in float64 (ae_tf.model.anomaly_score's formulas)."""
     norm, params = meta["normalization"], meta["anomaly_score"]
     shift, scale = np.asarray(norm["shift"]), np.asarray(norm["scale"])
     squared = np.square((x - shift) / scale - (rebuilt - shift) / scale)  # in the model's standardised units

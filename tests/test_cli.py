@@ -35,7 +35,7 @@ class Probe:
         return getattr(self.inner, name)
 
 sys.stderr = Probe(sys.stderr)
-from ae_tf.cli import main
+from ae_tf.commands.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -111,7 +111,7 @@ def test_user_errors_come_before_tensorflow_is_imported(tmp_path, vector_model):
 def test_help_reads_well(capsys):
     """Defaults only where they say something, a description for every model command, and --version."""
     import ae_tf
-    from ae_tf.cli import main
+    from ae_tf.commands.main import main
 
     for command in ("train", "sweep", "retrain", "report", "tfds-to-parquet", "demo"):
         with pytest.raises(SystemExit):
@@ -136,7 +136,7 @@ def test_help_lists_commands_and_pipeline_module_runs():
 
 
 def test_tensorflow_startup_filter_keeps_real_errors():
-    from ae_tf.quiet_tf import filter_startup_lines
+    from ae_tf.model.quiet_tf import filter_startup_lines
 
     text = ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
             "I0000 00:00:1.1 5376 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n"

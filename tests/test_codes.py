@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import ae_tf
-from ae_tf.codes import CODEC_KEY, Codec, calibrate, codec_of
+from ae_tf.vectors.codes import CODEC_KEY, Codec, calibrate, codec_of
 
 
 def test_int8_round_trip_stays_within_half_a_step_inside_the_range():

@@ -15,7 +15,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.dataflow import (
+from pipelines.runner.dataflow import (
     ONE_PROCESS_PER_WORKER,
     DataflowOptionError,
     GpuPreset,
@@ -23,7 +23,7 @@ from pipelines.dataflow import (
     gpu_beam_args,
     with_gpu_preset,
 )
-from pipelines.options import encode_arg_parser, split_args
+from pipelines.runner.options import encode_arg_parser, split_args
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METADATA = ROOT / "deploy" / "dataflow" / "metadata.json"
@@ -122,7 +122,7 @@ def test_gpu_preset_reaches_the_job_description(ctx):
 
 
 def test_gpu_without_worker_image_is_one_line_error(ctx, capsys):
-    from ae_tf.cli import main
+    from ae_tf.commands.main import main
 
     assert main(["encode", *encode_argv(ctx, "--gpu")]) == 2
     err = capsys.readouterr().err.strip()

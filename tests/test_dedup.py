@@ -15,11 +15,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import read_output
 
-from ae_tf.duplicates import connected_components, priority_keys
 from ae_tf.embeddings import embedding_array, embedding_matrix
-from ae_tf.greedy import decision_margin, greedy_representatives, unit_rows32
+from ae_tf.vectors.duplicates import connected_components, priority_keys
+from ae_tf.vectors.greedy import decision_margin, greedy_representatives, unit_rows32
 from pipelines import dedup
-from pipelines.parquet import MANIFEST, InputError
+from pipelines.io.parquet import MANIFEST, InputError
 
 DIM = 12
 T = 0.95
@@ -266,7 +266,7 @@ def test_bad_inputs_fail_before_any_output(data, tmp_path):
 
 
 def test_cli_runs_dedup_with_a_sweep(data, tmp_path, capsys):
-    from ae_tf.cli import main
+    from ae_tf.commands.main import main
 
     input_dir, x = data
     assert main(["dedup", "--input", input_dir, "--output", str(tmp_path / "out"), "--keep", "closest-to-centroid",
@@ -285,7 +285,7 @@ def test_cli_runs_dedup_with_a_sweep(data, tmp_path, capsys):
 # ---- the numpy core, without Beam ---------------------------------------------------------------------
 
 def test_greedy_blocks_match_a_plain_loop():
-    import ae_tf.greedy as greedy
+    import ae_tf.vectors.greedy as greedy
 
     x = clustered_rows(900, seed=2)
     units, zero = unit_rows32(x)

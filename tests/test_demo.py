@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ae_tf.demo_data import jittered_digits, load_digits
+from ae_tf.inputs.demo_data import jittered_digits, load_digits
 from pipelines import demo
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -117,7 +117,9 @@ def test_demo_replaces_only_its_own_folder(tmp_path):
     with pytest.raises(FileExistsError, match="thesis.tex, which the demo did not write"):
         demo.clear_workdir(str(mine))
     assert (mine / "thesis.tex").read_text() == "keep me"
-    from ae_tf.cli import main  # `ae-tf demo` refuses it before TensorFlow loads, with a one-line error
+    from ae_tf.commands.main import (
+        main,  # `ae-tf demo` refuses it before TensorFlow loads, with a one-line error
+    )
 
     assert main(["demo", "--workdir", str(mine)]) == 2 and (mine / "thesis.tex").exists()
     assert "DELETED and replaced" in " ".join(demo.demo_arg_parser().format_help().split())
@@ -128,7 +130,7 @@ def test_photo_crops_are_real_photographs_with_planted_near_duplicates():
 
     from PIL import Image
 
-    from ae_tf.demo_images import load_photos, photo_crops
+    from ae_tf.inputs.demo_images import load_photos, photo_crops
 
     assert len(load_photos()) >= 20  # every one from the installed wheels, no download
     table = photo_crops(60, size=32, duplicate_fraction=0.3, seed=2)

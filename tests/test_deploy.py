@@ -21,8 +21,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ae_tf.cli import build_parser
-from ae_tf.cli_registry import EXIT_KEPT
+from ae_tf.commands.main import build_parser
+from ae_tf.commands.registry import EXIT_KEPT
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -101,7 +101,7 @@ def assert_encode_args(args: list[str]) -> None:
     """`ae-tf encode` flags go to its parser; whatever is left must be a known Beam option."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.options import encode_arg_parser, split_args
+    from pipelines.runner.options import encode_arg_parser, split_args
 
     parsed, beam_args = split_args(encode_arg_parser(), args)
     assert parsed.model and parsed.input and parsed.output
@@ -114,8 +114,8 @@ def assert_refresh_args(args: list[str]) -> None:
     """`ae-tf refresh` flags go to its parser; whatever is left must be a known Beam option."""
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.options import split_args
     from pipelines.refresh import refresh_arg_parser
+    from pipelines.runner.options import split_args
 
     parsed, beam_args = split_args(refresh_arg_parser(), args)
     assert parsed.model and parsed.input and parsed.store

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 from image_data import encode, export_untrained_conv, pattern
 
-from ae_tf.batching import auto_model_batch_rows, bytes_per_row, parse_model_batch_rows
-from ae_tf.export import read_metadata
+from ae_tf.model.batching import auto_model_batch_rows, bytes_per_row, parse_model_batch_rows
+from ae_tf.model.export import read_metadata
 
 # Three encodes in one process, from the least memory to the most, printing the peak RSS after each:
 # automatic sub-batches on 24 rows, then on 120 rows, then all 120 rows in one model call.

@@ -15,10 +15,10 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import ROWS, SCALAR_FEATURES, WIDTH, read_output
 
 from ae_tf.embeddings import MODEL_VERSION_KEY, embedding_matrix
-from ae_tf.export import read_metadata
+from ae_tf.model.export import read_metadata
 from pipelines import encode
-from pipelines.inference import AutoencoderModelHandler
-from pipelines.parquet import MANIFEST, InputError, read_manifest
+from pipelines.io.parquet import MANIFEST, InputError, read_manifest
+from pipelines.parts.inference import AutoencoderModelHandler
 
 
 def encode_args(model_dir, input_glob, out_dir, *extra):

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from ae_tf.embeddings import embedding_array, embedding_matrix
-from ae_tf.features import (
+from ae_tf.inputs.features import (
     SCALARS,
     VECTOR,
     FeatureError,

@@ -14,13 +14,13 @@ import tensorflow as tf
 from conftest import read_output
 from image_data import encode, image_rows, pattern, write_image_dataset
 
-from ae_tf import image_validity
 from ae_tf.embeddings import embedding_array, embedding_matrix
-from ae_tf.encoder import BatchEncoder, ImageDecodeError
-from ae_tf.export import read_metadata
-from ae_tf.features import IMAGE, FeatureError, check_schema, infer_feature_spec, validate_rows
-from ae_tf.images import ARRAY, BYTES, ImageRequest, ImageSpec, bytes_column, decode_images
-from ae_tf.train import make_train_config, train
+from ae_tf.inputs import image_validity
+from ae_tf.inputs.features import IMAGE, FeatureError, check_schema, infer_feature_spec, validate_rows
+from ae_tf.inputs.images import ARRAY, BYTES, ImageRequest, ImageSpec, bytes_column, decode_images
+from ae_tf.model.encoder import BatchEncoder, ImageDecodeError
+from ae_tf.model.export import read_metadata
+from ae_tf.model.train import make_train_config, train
 from pipelines import encode as encode_pipeline
 
 ROWS = 240

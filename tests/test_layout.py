@@ -15,7 +15,7 @@ def test_ae_tf_sources_do_not_mention_beam():
 
 
 def test_importing_ae_tf_loads_no_beam():
-    code = ("import sys, ae_tf, ae_tf.cli, ae_tf.train, ae_tf.export, ae_tf.encoder, ae_tf.data, ae_tf.models;"
+    code = ("import sys, ae_tf, ae_tf.commands.main, ae_tf.model.train, ae_tf.model.export, ae_tf.model.encoder, ae_tf.inputs.data, ae_tf.model.families;"
             "print([m for m in sys.modules if m.startswith(('apache_beam', 'pipelines'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

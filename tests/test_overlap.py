@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from pipelines.overlap import BackgroundCalls, prefetched
+from pipelines.io.overlap import BackgroundCalls, prefetched
 
 
 def test_prefetched_keeps_order_and_reraises_the_reader_error():

@@ -3,7 +3,7 @@
 from conftest import ROWS
 
 from pipelines import encode
-from pipelines.progress import ProgressReporter, add, format_seconds, progress_line
+from pipelines.runner.progress import ProgressReporter, add, format_seconds, progress_line
 
 
 def test_progress_line_reports_rate_share_and_time_left():

@@ -15,9 +15,9 @@ from conftest import read_output
 from sklearn.decomposition import PCA
 
 from ae_tf.embeddings import MODEL_VERSION_KEY, embedding_array, embedding_matrix
-from ae_tf.pca import Moments, PcaFit, fit_pca, fit_sample_mask
+from ae_tf.vectors.pca import Moments, PcaFit, fit_pca, fit_sample_mask
 from pipelines import reduce
-from pipelines.parquet import MANIFEST, InputError
+from pipelines.io.parquet import MANIFEST, InputError
 
 WIDTH = 10
 
@@ -164,7 +164,7 @@ def test_bad_inputs_fail_before_any_output(data, tmp_path):
 
 
 def test_cli_runs_reduce_and_reports_errors_in_one_line(data, tmp_path, capsys):
-    from ae_tf.cli import main
+    from ae_tf.commands.main import main
 
     input_dir, x = data
     assert main(["reduce", "--input", input_dir, "--output", str(tmp_path / "out"), "--components", "3"]) == 0

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import train_tiny
 
-from ae_tf.cli import main as cli
-from ae_tf.pointer import LocalPointer, PointerConflict, PointerError, Snapshot, open_pointer
-from ae_tf.registry import POINTER, PromotionConflict, Registry, RegistryError, resolve_model_dir
+from ae_tf.commands.main import main as cli
+from ae_tf.registry.pointer import LocalPointer, PointerConflict, PointerError, Snapshot, open_pointer
+from ae_tf.registry.registry import POINTER, PromotionConflict, Registry, RegistryError, resolve_model_dir
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_only_one_of_many_processes_wins_the_same_swap(tmp_path):
     go = tmp_path / "go"
     code = textwrap.dedent(f"""
         import os, sys, time
-        from ae_tf.pointer import LocalPointer, PointerConflict, Snapshot
+        from ae_tf.registry.pointer import LocalPointer, PointerConflict, Snapshot
         while not os.path.exists({str(go)!r}):
             time.sleep(0.001)
         try:

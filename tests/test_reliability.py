@@ -13,10 +13,10 @@ import pytest
 from conftest import ROWS, WIDTH, low_rank_rows, read_output, train_tiny, write_vector_dataset
 
 from ae_tf.embeddings import embedding_array
-from ae_tf.export import ModelDirError
-from ae_tf.features import FeatureError
+from ae_tf.inputs.features import FeatureError
+from ae_tf.model.export import ModelDirError
 from pipelines import encode
-from pipelines.parquet import MANIFEST, InputError, read_manifest
+from pipelines.io.parquet import MANIFEST, InputError, read_manifest
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
@@ -262,7 +262,7 @@ RESUME_SCRIPT = textwrap.dedent("""
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 1:
                 os.kill(os.getpid(), signal.SIGKILL)
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
     config = make_train_config(sys.argv[2], "vec", sys.argv[3], code_size=3, epochs=4, batch_size=64,
                                hidden="16", patience=10)
     train(config, callbacks=[KillAfterSecondEpoch()])
@@ -281,7 +281,7 @@ def test_killed_training_resumes_from_its_last_epoch(tmp_path):
         log_before = [json.loads(line) for line in f]
     assert [r["epoch"] for r in log_before] == [1, 2]
 
-    from ae_tf.train import make_train_config, train
+    from ae_tf.model.train import make_train_config, train
 
     result = train(make_train_config(f"{tmp_path}/d/*.parquet", "vec", str(model), code_size=3, epochs=4,
                                      batch_size=64, hidden="16", patience=10, resume=True))

@@ -24,11 +24,11 @@ import pytest
 from conftest import read_output, train_tiny
 from PIL import Image
 
-from ae_tf import plots
 from ae_tf.embeddings import embedding_array, embedding_matrix
-from ae_tf.export import ModelDirError
-from ae_tf.report import ReportConfig, make_report
-from ae_tf.report_inputs import ReportInputError
+from ae_tf.model.export import ModelDirError
+from ae_tf.report import plots
+from ae_tf.report.inputs import ReportInputError
+from ae_tf.report.report import ReportConfig, make_report
 from pipelines import encode
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -107,7 +107,7 @@ def square_vae(tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def png_conv_model(tmp_path_factory) -> str:
     """A tiny conv model on a column of 8x8 PNG files (image-bytes input, decoded inside the SavedModel)."""
-    from ae_tf.images import encode_png
+    from ae_tf.inputs.images import encode_png
 
     directory = tmp_path_factory.mktemp("png")
     images = (np.random.default_rng(1).random((200, 8, 8, 1)) * 255).astype(np.uint8)
@@ -228,11 +228,11 @@ def test_image_bytes_model_shows_decoded_images(png_conv_model, tmp_path):
 
 def test_dedup_examples_show_image_thumbnails(png_conv_model, tmp_path):
     """Dedup rows that carry the image column: the largest clusters are drawn as decoded thumbnails."""
-    from ae_tf.export import read_metadata
-    from ae_tf.features import FeatureSpec
-    from ae_tf.images import encode_png
-    from ae_tf.report_dedup import dedup_examples
-    from ae_tf.report_inputs import find_dedup_outputs
+    from ae_tf.inputs.features import FeatureSpec
+    from ae_tf.inputs.images import encode_png
+    from ae_tf.model.export import read_metadata
+    from ae_tf.report.dedup import dedup_examples
+    from ae_tf.report.inputs import find_dedup_outputs
 
     images = (np.random.default_rng(2).random((30, 8, 8, 1)) * 255).astype(np.uint8)
     cluster = np.where(np.arange(30) < 12, 0, np.where(np.arange(30) < 17, 12, np.arange(30)))
@@ -296,7 +296,7 @@ def test_bad_paths_are_clear_errors(vector_model, vector_data, embeddings, tmp_p
 
 
 def test_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys):
-    from ae_tf.cli import main
+    from ae_tf.commands.main import main
 
     assert main(["report", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -305,8 +305,8 @@ def test_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_cli_report_prints_the_page_and_figures(vector_model, vector_data, tmp_path, capsys):
-    from ae_tf.cli import build_parser
-    from ae_tf.cli_report import REPORT_DEFAULTS, cmd_report
+    from ae_tf.commands.main import build_parser
+    from ae_tf.commands.report import REPORT_DEFAULTS, cmd_report
 
     defaults = {f.name: f.default for f in dataclasses.fields(ReportConfig)}
     assert {name: defaults[name] for name in REPORT_DEFAULTS} == REPORT_DEFAULTS  # --help shows the real ones
@@ -360,7 +360,7 @@ def test_loss_panels_leave_out_what_repeats_or_never_changes():
 
 
 def test_image_like_vector_errors_are_a_heatmap_and_captions_have_no_backticks():
-    from ae_tf.report_html import Figure, render
+    from ae_tf.report.html import Figure, render
 
     rng = np.random.default_rng(0)
     bars = plots.feature_errors([f"p[{i}]" for i in range(64)], rng.random(64), "units")

@@ -17,9 +17,9 @@ import time
 import pytest
 from conftest import write_vector_dataset
 
-from ae_tf.cli import main as cli
-from ae_tf.cli_registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_KEPT, EXIT_PROMOTED
-from ae_tf.registry import POINTER, STAGING, Registry
+from ae_tf.commands.main import main as cli
+from ae_tf.commands.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_KEPT, EXIT_PROMOTED
+from ae_tf.registry.registry import POINTER, STAGING, Registry
 
 TINY = ["--hidden", "16", "--batch-size", "64", "--seed", "0"]
 GOOD = [*TINY, "--epochs", "6", "--learning-rate", "0.003"]
@@ -97,18 +97,18 @@ def test_better_challenger_is_promoted_and_rollback_restores_the_old_champion(tm
 
 def test_crash_in_the_middle_of_training_leaves_the_registry_unchanged(good_registry, copy_of, vector_data,
                                                                         monkeypatch, capsys):
-    import ae_tf.callbacks
+    import ae_tf.model.callbacks
 
     root = copy_of(good_registry)
     before = snapshot(root)
-    original = ae_tf.callbacks.EpochSummary.on_epoch_end
+    original = ae_tf.model.callbacks.EpochSummary.on_epoch_end
 
     def crash_in_epoch_two(self, epoch, logs=None):
         original(self, epoch, logs)
         if epoch == 1:
             raise RuntimeError("simulated crash in epoch 2")
 
-    monkeypatch.setattr(ae_tf.callbacks.EpochSummary, "on_epoch_end", crash_in_epoch_two)
+    monkeypatch.setattr(ae_tf.model.callbacks.EpochSummary, "on_epoch_end", crash_in_epoch_two)
     assert retrain(root, vector_data, *GOOD) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "simulated crash in epoch 2" in err and "Traceback" not in err
@@ -121,7 +121,7 @@ def test_killed_retrain_leaves_the_registry_unchanged(good_registry, copy_of, ve
     root = copy_of(good_registry)
     before = snapshot(root)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ae_tf.cli", "retrain", "--registry", root, "--input", f"{vector_data}/*.parquet",
+        [sys.executable, "-m", "ae_tf.commands.main", "retrain", "--registry", root, "--input", f"{vector_data}/*.parquet",
          *TINY, "--epochs", "500", "--patience", "500"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = os.path.join(root, STAGING)
@@ -143,13 +143,13 @@ def test_killed_retrain_leaves_the_registry_unchanged(good_registry, copy_of, ve
 def test_two_concurrent_retrains_do_not_both_promote(tmp_path, vector_data, monkeypatch):
     """Both start on an empty registry, both judge their challenger worth promoting, and both try to
     promote at the same instant (a barrier): the pointer's compare-and-swap lets exactly one win."""
-    import ae_tf.train
-    from ae_tf.registry import Registry as RealRegistry
-    from ae_tf.retrain import RetrainConfig, run_retrain
+    import ae_tf.model.train
+    from ae_tf.registry.registry import Registry as RealRegistry
+    from ae_tf.registry.retrain import RetrainConfig, run_retrain
 
-    fit = ae_tf.train.train
+    fit = ae_tf.model.train.train
     one_fit_at_a_time = threading.Lock()  # Keras' global seed and graph state: fit serially, race the rest
-    monkeypatch.setattr(ae_tf.train, "train", lambda config: _locked(one_fit_at_a_time, fit, config))
+    monkeypatch.setattr(ae_tf.model.train, "train", lambda config: _locked(one_fit_at_a_time, fit, config))
     barrier = threading.Barrier(2, timeout=120)
     promote = RealRegistry.promote
 

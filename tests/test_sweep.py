@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import write_vector_dataset
 
-from ae_tf.cli import main as cli_main
-from ae_tf.sweep import SweepResult, choose_size, parse_code_sizes, pca_errors
+from ae_tf.commands.main import main as cli_main
+from ae_tf.model.sweep import SweepResult, choose_size, parse_code_sizes, pca_errors
 
 
 def test_choose_size_takes_the_smallest_within_tolerance():
@@ -72,8 +72,8 @@ def test_sweep_on_rank_three_data_finds_three_and_plots(tmp_path, capsys):
     png = (out / "sweep.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
     with pytest.raises(FileExistsError, match="not empty"):
-        from ae_tf.sweep import SweepConfig, run_sweep
-        from ae_tf.train import make_train_config
+        from ae_tf.model.sweep import SweepConfig, run_sweep
+        from ae_tf.model.train import make_train_config
 
         template = make_train_config(str(tmp_path / "d"), "vec", str(out / "t"), 1)
         run_sweep(SweepConfig(template, (1,), str(out)))

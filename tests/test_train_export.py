@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROWS, SCALAR_FEATURES, WIDTH, low_rank_rows, train_tiny, write_vector_dataset
 
-from ae_tf.data import TRAIN, VALIDATION, ParquetSource, match_files
-from ae_tf.export import ModelDirError, load_model_dir, read_history, read_metadata
-from ae_tf.features import FeatureSpec
+from ae_tf.inputs.data import TRAIN, VALIDATION, ParquetSource, match_files
+from ae_tf.inputs.features import FeatureSpec
+from ae_tf.model.export import ModelDirError, load_model_dir, read_history, read_metadata
 
 
 def test_source_streams_batches_and_splits_deterministically(vector_data):

@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from image_data import write_image_dataset
 
-from ae_tf.features import FeatureSpec
-from ae_tf.images import BYTES, ImageSpec
-from ae_tf.input_cache import decide_cache
-from ae_tf.schedule import plan_schedule
-from ae_tf.train import make_train_config, train
+from ae_tf.inputs.features import FeatureSpec
+from ae_tf.inputs.images import BYTES, ImageSpec
+from ae_tf.inputs.input_cache import decide_cache
+from ae_tf.model.schedule import plan_schedule
+from ae_tf.model.train import make_train_config, train
 
 ROWS, BATCH, EPOCHS = 120, 16, 2
 
@@ -100,7 +100,7 @@ def test_the_schedule_and_cache_are_logged(tmp_path, caplog):
     from conftest import train_tiny, write_vector_dataset
 
     write_vector_dataset(tmp_path / "d", rows=300, files=1)
-    with caplog.at_level(logging.INFO, logger="ae_tf.train"):
+    with caplog.at_level(logging.INFO, logger="ae_tf.model.train"):
         result = train_tiny(f"{tmp_path}/d/*.parquet", "vec", str(tmp_path / "m"), epochs=2)
     plan = result.metadata["training"]["schedule"]
     # 270 rows of 12 values, batch 64: 5 steps a pass; the default floor of 100 steps per epoch -> 20 passes

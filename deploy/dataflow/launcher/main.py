@@ -6,9 +6,9 @@ Template parameters arrive as `--name=value` (names are identifiers, booleans ar
 
 import sys
 
-from ae_tf.cli import main
-from pipelines.dataflow import flex_template_argv
-from pipelines.options import encode_arg_parser
+from ae_tf.commands.main import main
+from pipelines.runner.dataflow import flex_template_argv
+from pipelines.runner.options import encode_arg_parser
 
 if __name__ == "__main__":
     sys.exit(main(["encode", *flex_template_argv(sys.argv[1:], encode_arg_parser())]))

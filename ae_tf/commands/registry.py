@@ -1,0 +1,207 @@
+"""`ae-tf models list|show|promote|rollback` and `ae-tf retrain`: the registry's command line.
+
+Kept apart from ae_tf.commands.main so the main command module stays a thin dispatcher; nothing here imports Beam
+(`retrain --then-encode` runs the encode pipeline as a child process, `python -m pipelines.encode`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import subprocess
+import sys
+
+from ae_tf.commands.help import HelpFormatter
+
+log = logging.getLogger(__name__)
+
+# Exit codes of `ae-tf retrain` (schedulers branch on them; see deploy/).
+EXIT_PROMOTED = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_KEPT = 3
+EXIT_ENCODE_FAILED = 4
+
+RETRAIN_EPILOG = f"""\
+exit codes:
+  {EXIT_PROMOTED}  promoted: the challenger is the new champion (and --then-encode succeeded)
+  {EXIT_FAILED}  failed: training or evaluation crashed; the registry is unchanged
+  {EXIT_BAD_INPUT}  bad arguments or input data (a one-line error); the registry is unchanged
+  {EXIT_KEPT}  kept: the challenger is not better by --min-improvement, or another retrain promoted first;
+     the challenger is registered as a version, the champion is unchanged
+  {EXIT_ENCODE_FAILED}  promoted, but the --then-encode pipeline failed
+
+Training settings not given are copied from the champion's own training config; the first retrain
+into an empty registry needs --features and --code-size.
+"""
+
+
+def add_models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list, show, promote or roll back the versions of a model registry")
+    verbs = p.add_subparsers(dest="models_command", metavar="VERB", required=True)
+    registry_help = "registry directory (local or gs://)"
+
+    v = verbs.add_parser("list", help="every version, oldest first; * marks the champion")
+    v.add_argument("--registry", required=True, help=registry_help)
+    v.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+
+    v = verbs.add_parser("show", help="one version's metadata and evaluation report, as JSON")
+    v.add_argument("--registry", required=True, help=registry_help)
+    v.add_argument("version", nargs="?", default=None, help="version name (default: the champion)")
+
+    v = verbs.add_parser("promote", help="make a version the champion (a manual override: no evaluation)")
+    v.add_argument("--registry", required=True, help=registry_help)
+    v.add_argument("version", help="version name, as `ae-tf models list` shows it")
+    v.add_argument("--reason", default="promoted by hand", help="recorded in the pointer")
+
+    v = verbs.add_parser("rollback", help="restore the champion before the current one")
+    v.add_argument("--registry", required=True, help=registry_help)
+    v.add_argument("--reason", default="rolled back by hand", help="recorded in the pointer")
+
+
+def add_retrain_parser(sub) -> None:
+    p = sub.add_parser("retrain", help="train a challenger and promote it only if it beats the champion",
+                       description="Train a challenger on new data, judge it and the champion on the same "
+                                   "held-out rows, and promote it only when it is better.",
+                       epilog=RETRAIN_EPILOG, formatter_class=HelpFormatter)
+    p.add_argument("--registry", required=True, help="registry directory (local or gs://); created if absent")
+    p.add_argument("--input", required=True,
+                   help="Parquet files: a glob or a directory; with --latest-partitions, partition directories")
+    p.add_argument("--latest-partitions", type=int, default=None, metavar="N",
+                   help="train on the N newest partitions (directories holding the files, newest = last by name)")
+    p.add_argument("--min-improvement", type=float, default=0.01,
+                   help="relative error reduction needed to promote (default: %(default)s = 1%%)")
+    p.add_argument("--eval-input", default=None,
+                   help="judge both models on these files (default: the rows training held out)")
+    p.add_argument("--eval-rows", type=int, default=100_000, help="at most this many rows are judged (default: %(default)s)")
+    p.add_argument("--then-encode", nargs=2, metavar=("INPUT", "OUTPUT"), default=None,
+                   help="after a promotion, encode INPUT into OUTPUT with the new champion")
+    p.add_argument("--encode-options", default="",
+                   help='extra flags for that encode run, e.g. --encode-options="--overwrite --runner DataflowRunner"')
+    g = p.add_argument_group("training settings (default: the champion's)")
+    g.add_argument("--features", default=None, help="feature columns, as for `ae-tf train`")
+    g.add_argument("--code-size", type=int, default=None, help="numbers in each embedding")
+    g.add_argument("--hidden", default=None, help="hidden layer sizes, comma-separated")
+    g.add_argument("--activation", default=None, help="activation of the hidden layers")
+    g.add_argument("--normalization", default=None, choices=["auto", "feature", "global", "none"],
+                   help="input scaling, as for `ae-tf train`")
+    g.add_argument("--epochs", type=int, default=None, help="maximum epochs")
+    g.add_argument("--batch-size", type=int, default=None, help="rows per training step")
+    g.add_argument("--learning-rate", type=float, default=None, help="Adam learning rate")
+    g.add_argument("--validation-fraction", type=float, default=None, help="rows held out for validation")
+    g.add_argument("--patience", type=int, default=None, help="epochs without improvement before stopping")
+    g.add_argument("--seed", type=int, default=None, help="seed for the split, shuffling and weights")
+    g.add_argument("--mixed-precision", action="store_true", default=None, help="float16 compute on a GPU")
+
+
+def _print_json(data) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    print()
+
+
+def _version_row(registry, version: str, champion: str | None) -> dict:
+    meta = registry.metadata(version)
+    report = registry.read_report(version) or {}
+    return {
+        "version": version, "champion": version == champion, "created_at": meta.get("created_at"),
+        "features": ",".join(meta["feature_spec"]["columns"]), "code_size": meta["code_size"],
+        "rows": meta.get("data", {}).get("rows"),
+        "error": (report.get("challenger") or {}).get("error"), "decision": report.get("decision"),
+    }
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ae_tf.registry.registry import Registry
+
+    registry = Registry(args.registry)
+    state = registry.state()
+    if args.models_command == "list":
+        rows = [_version_row(registry, v, state.champion) for v in registry.versions()]
+        if args.json:
+            _print_json({"registry": registry.root, "champion": state.champion, "generation": state.generation,
+                         "previous": list(state.previous), "versions": rows})
+            return 0
+        if not rows:
+            print(f"{registry.root}: no versions yet")
+            return 0
+        print(f"  {'version':<30} {'created':<25} {'features':<16} {'k':>4} {'rows':>10} {'error':>10}  decision")
+        for r in rows:
+            error = f"{r['error']:.5g}" if r["error"] is not None else "-"
+            print(f"{'*' if r['champion'] else ' '} {r['version']:<30} {r['created_at'] or '-':<25} "
+                  f"{r['features'][:16]:<16} {r['code_size']:>4} {r['rows'] or '-':>10} {error:>10}  "
+                  f"{r['decision'] or '-'}")
+        print(f"champion: {state.champion or 'none'} (generation {state.generation}, "
+              f"{len(state.previous)} to roll back to)")
+        return 0
+    if args.models_command == "show":
+        version = args.version or state.champion
+        if version is None:
+            registry.champion_dir()  # raises the "no champion yet" error
+        _print_json({"version": version, "path": registry.version_dir(version),
+                     "champion": version == state.champion, "metadata": registry.metadata(version),
+                     "evaluation": registry.read_report(version)})
+        return 0
+    if args.models_command == "promote":
+        new = registry.promote(args.version, args.reason, expected=state)
+        print(f"champion: {new.champion} (generation {new.generation}; was {state.champion or 'none'})")
+        return 0
+    new = registry.rollback(args.reason, expected=state)
+    print(f"champion: {new.champion} (generation {new.generation}; was {state.champion})")
+    return 0
+
+
+def encode_command(model_dir: str, input_pattern: str, output: str, options: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.encode", "--model", model_dir, "--input", input_pattern,
+            "--output", output, *shlex.split(options)]
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from ae_tf.model.quiet_tf import import_tensorflow
+    from ae_tf.registry.retrain import PROMOTED, RetrainConfig, run_retrain
+
+    train = {k: getattr(args, k) for k in ("hidden", "activation", "normalization", "epochs", "batch_size",
+                                           "learning_rate", "validation_fraction", "patience", "seed",
+                                           "mixed_precision")}
+    config = RetrainConfig(
+        registry=args.registry, input=args.input, latest_partitions=args.latest_partitions,
+        features=args.features, code_size=args.code_size, train=train, min_improvement=args.min_improvement,
+        eval_input=args.eval_input, eval_rows=args.eval_rows,
+    )
+    from ae_tf.commands.precheck import local_files
+    from ae_tf.errors import UserError
+
+    if not args.latest_partitions:
+        local_files(args.input)  # a mistyped input: the one-line error before TensorFlow loads
+    import_tensorflow()
+    try:
+        outcome = run_retrain(config)
+    except UserError:
+        raise
+    except Exception as err:  # a crash in training or evaluation: one line, traceback with --verbose
+        log.debug("retrain failed", exc_info=True)
+        print(f"ae-tf retrain: failed: {type(err).__name__}: {err} (registry unchanged; --verbose for the "
+              f"traceback)", file=sys.stderr)
+        return EXIT_FAILED
+    report = outcome.report
+    champion = report["champion"]
+    print(f"challenger {outcome.version}: error {report['challenger']['error']:.6g} on {report['sample']['rows']:,} "
+          f"held-out rows")
+    print(f"champion   {champion['version']}: error {champion['error']:.6g}" if champion else "champion   none")
+    print(f"decision   {outcome.decision}: {report['reason']}")
+    print(f"report     {outcome.report_path}")
+    if outcome.decision != PROMOTED:
+        return EXIT_KEPT
+    if args.then_encode:
+        from ae_tf.registry.registry import Registry
+
+        command = encode_command(Registry(args.registry).version_dir(outcome.version), *args.then_encode,
+                                 args.encode_options)
+        log.info("encoding with the new champion: %s", shlex.join(command))
+        code = subprocess.call(command)
+        if code != 0:
+            print(f"ae-tf retrain: promoted {outcome.version}, but the encode step failed (exit {code})",
+                  file=sys.stderr)
+            return EXIT_ENCODE_FAILED
+    return EXIT_PROMOTED

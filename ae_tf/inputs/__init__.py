@@ -1,0 +1,1 @@
+"""How data becomes model input: Parquet and TFDS sources, feature columns, image decoding, demo data."""

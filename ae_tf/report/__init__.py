@@ -1,0 +1,1 @@
+"""The `ae-tf report` page: inputs gathered, figures drawn, one self-contained HTML file written."""

@@ -1,0 +1,1 @@
+"""Beam IO shared by the pipelines: Parquet batches in and out, coders, vector input, artifact files."""

@@ -1,0 +1,299 @@
+"""The second half of `pipelines.dedup`: settling rows whose representative was decided in another
+partition, then annotating every split. Elements are whole arrays or Arrow batches, keyed by split.
+
+A removed row whose representative is a guest (a row of a neighbouring partition) depends on that row
+staying kept at home. If it did not, the row takes its fallback (the most similar earlier kept row of
+its own partition at >= threshold) or, without one, is checked again against the kept rows of the
+representative's partition ("orphans"), where it joins the most similar earlier kept row or is kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from ae_tf.vectors.duplicates import (
+    Decisions,
+    PartitionRows,
+    PartitionStats,
+    max_similarity_to,
+    recheck_orphans,
+)
+from ae_tf.vectors.greedy import cosine64, decision_margin, unit_rows32
+from pipelines.io.parquet import METRICS_NAMESPACE, InputError, open_parquet
+from pipelines.parts.dedup_merge import Merges
+from pipelines.parts.dedup_plan import DEDUPLICATED, DedupPlan
+from pipelines.parts.dedup_steps import KeptSample, RowBlock, empty_sample
+from pipelines.runner import progress
+
+
+@dataclasses.dataclass
+class Corrections:
+    """New decisions for some rows of one split (they replace the partition's first decision)."""
+
+    rows: np.ndarray
+    representative: np.ndarray
+    similarity: np.ndarray  # float32 cosine to the representative (NaN when kept)
+    exact: np.ndarray
+
+
+def _by_split(corrections: Corrections, plan: DedupPlan):
+    split = plan.split_of(corrections.rows)
+    for s in np.unique(split):
+        idx = np.flatnonzero(split == s)
+        yield int(s), Corrections(corrections.rows[idx], corrections.representative[idx],
+                                  corrections.similarity[idx], corrections.exact[idx])
+
+
+def answer_queries(element, plan: DedupPlan):
+    """(split, {decisions, queries, reps}) -> confirmed pairs ("pairs"), fallback corrections (main, keyed
+    by the removed row's split), orphans to recheck ("orphans", keyed by partition), cluster counts."""
+    split, grouped = element
+    decisions = list(grouped["decisions"])
+    known = Decisions.concat(decisions) if decisions else None
+    kept_rows = np.sort(known.rows[known.kept]) if known is not None else np.zeros(0, dtype=np.int64)
+    reps = list(grouped["reps"])
+    if reps:  # kept rows that some removed row joined: the clusters (before corrections)
+        yield beam.pvalue.TaggedOutput("clusters", int(np.isin(np.unique(np.concatenate(reps)), kept_rows).sum()))
+    for query in grouped["queries"]:
+        confirmed = np.isin(query.kept_rows, kept_rows)
+        yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + split, query.pairs.filter(pa.array(confirmed))))
+        lost = ~confirmed[query.representative]  # aligned with query.fallback
+        has = query.fallback.representative >= 0
+        take = np.flatnonzero(lost & has)
+        if len(take):
+            fb = query.fallback.take(take)
+            yield from _by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
+            yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + split,
+                                                     query.fallback_pairs.take(pa.array(take))))
+        orphan = np.flatnonzero(lost & ~has)
+        parts = query.rep_partition[orphan]
+        for p in np.unique(parts):
+            idx = orphan[parts == p]
+            yield beam.pvalue.TaggedOutput("orphans", (int(p), RowBlock(query.orphans.rows.take(idx),
+                                                                        query.orphans.ids.take(pa.array(idx)))))
+
+
+class RecheckOrphansDoFn(beam.DoFn):
+    """(partition, {kept, orphans}) -> corrections for the orphans (main, keyed by split) and their pairs."""
+
+    def __init__(self, plan: DedupPlan):
+        self._plan = plan
+
+    def process(self, element):
+        part, grouped = element
+        plan = self._plan
+        orphans = list(grouped["orphans"])
+        if not orphans:
+            return
+        kept = list(grouped["kept"])
+        orphan_rows = PartitionRows.concat([o.rows for o in orphans])
+        orphan_ids = pa.concat_arrays([o.ids for o in orphans])
+        kept_rows = PartitionRows.concat([k.rows for k in kept]) if kept else orphan_rows.take(np.zeros(0, int))
+        kept_ids = pa.concat_arrays([k.ids for k in kept]) if kept else orphan_ids.slice(0, 0)
+        now_kept, rep, similarity = recheck_orphans(kept_rows, orphan_rows, plan.threshold)
+        every = PartitionRows.concat([kept_rows, orphan_rows])
+        every_ids = pa.concat_arrays([kept_ids, orphan_ids])
+        order = np.argsort(every.rows, kind="stable")
+        rep_at = order[np.searchsorted(every.rows[order], rep)]
+        exact = ~now_kept & (every.hashes[rep_at] == orphan_rows.hashes)
+        sims = np.where(now_kept, np.nan, similarity).astype(np.float32)
+        yield from _by_split(Corrections(orphan_rows.rows, rep, sims, exact), plan)
+        stay = np.flatnonzero(now_kept)
+        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(orphan_rows.take(stay), orphan_ids.take(pa.array(stay)),
+                                                               np.isin(orphan_rows.rows[stay], rep[~now_kept]))))
+        removed = np.flatnonzero(~now_kept)
+        pairs = pa.RecordBatch.from_arrays(
+            [every_ids.take(pa.array(rep_at[removed])), orphan_ids.take(pa.array(removed)),
+             pa.array(sims[removed]), pa.array(exact[removed]), pa.array(np.ones(len(removed), dtype=bool))],
+            schema=plan.pairs_schema)
+        yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + len(plan.vectors.splits) + part, pairs))
+
+
+@dataclasses.dataclass
+class SplitCounts:
+    """What one split's annotation found (summed into the summary)."""
+
+    rows: int = 0
+    kept: int = 0
+    corrected: int = 0  # rows whose representative was removed in its own partition: joined another
+    corrected_kept: int = 0  # ... or kept
+    exact_removed: int = 0
+    merged: int = 0  # kept rows merged into an earlier kept row of another partition
+    merged_members_kept: int = 0  # their members below the threshold to the new kept row, kept instead
+    residual_best: np.ndarray | None = None  # per residual-sample row: highest cosine to another kept row
+
+
+class AnnotateSplitDoFn(beam.DoFn):
+    """(split, {decisions, corrections}) + the residual sample -> the split's rows read again and annotated
+    (main, keyed by split), its kept rows ("deduplicated"), pairs changed by merges ("pairs"), and its
+    counts ("counts")."""
+
+    def __init__(self, plan: DedupPlan):
+        self._plan = plan
+        self._written = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
+
+    def process(self, element, sample: KeptSample, merged: tuple[np.ndarray, np.ndarray], merges: Merges):
+        split, grouped = element
+        plan = self._plan
+        decided = list(grouped["decisions"])
+        decisions = Decisions.concat(decided) if decided else None
+        order = np.argsort(decisions.rows) if decisions is not None else np.zeros(0, dtype=np.int64)
+        rows_sorted = decisions.rows[order] if decisions is not None else np.zeros(0, dtype=np.int64)
+        if decisions is not None:
+            for fix in grouped["corrections"]:  # a row is corrected at most once: by its fallback or a recheck
+                at = order[np.searchsorted(rows_sorted, fix.rows)]
+                decisions.representative[at] = fix.representative
+                decisions.kept[at] = fix.representative == fix.rows
+                decisions.max_similarity[at] = fix.similarity
+                decisions.exact[at] = fix.exact
+                decisions.guest_representative[at] = False
+                decisions.fallback[at] = -2  # marks a corrected row
+        info = plan.vectors.splits[split]
+        start = int(plan.split_starts[split])
+        counts = SplitCounts(residual_best=np.full(len(sample.rows), -np.inf))
+        try:
+            reader = open_parquet(info.path)
+            batches = reader.iter_batches(batch_size=plan.batch_rows, row_groups=info.row_groups,
+                                          columns=plan.output_columns)
+            for batch in batches:
+                yield from self._annotate(split, batch, start, rows_sorted, order, decisions, sample, counts, merged,
+                                          merges)
+                start += batch.num_rows
+        except (pa.ArrowException, OSError) as err:
+            raise InputError(f"{info.path}: cannot read Parquet data ({str(err).splitlines()[0]})") from err
+        yield beam.pvalue.TaggedOutput("counts", counts)
+
+    def _annotate(self, split, batch, start, rows_sorted, order, decisions, sample, counts, merged, merges):
+        plan = self._plan
+        n = batch.num_rows
+        wanted = np.arange(start, start + n, dtype=np.int64)
+        at = np.searchsorted(rows_sorted, wanted)
+        if n and (at.max(initial=0) >= len(rows_sorted) or not np.array_equal(rows_sorted[at], wanted)):
+            raise RuntimeError(f"{plan.vectors.inputs}: split {split} has rows without a dedup decision")
+        idx = order[at]
+        cluster = decisions.representative[idx].copy() if n else np.zeros(0, dtype=np.int64)
+        keep = decisions.kept[idx].copy() if n else np.zeros(0, dtype=bool)
+        similarity = decisions.max_similarity[idx].copy() if n else np.zeros(0, dtype=np.float32)
+        exact = decisions.exact[idx].copy() if n else np.zeros(0, dtype=bool)
+        units = None
+        if n and len(merges.rows):
+            units, _ = unit_rows32(plan.vectors.matrix(batch.select([plan.vectors.column]), split, start))
+            yield from self._apply_merges(split, batch, wanted, units, cluster, keep, similarity, exact, merges,
+                                          counts)
+        nodes, component = merged
+        if len(nodes) and n:  # --clusters connected: one kept row (the smallest row number) per component
+            at_node = np.minimum(np.searchsorted(nodes, cluster), len(nodes) - 1)
+            linked = nodes[at_node] == cluster
+            cluster[linked] = component[at_node[linked]]
+            keep &= cluster == wanted
+        counts.rows += n
+        counts.kept += int(keep.sum())
+        if n:
+            corrected = decisions.fallback[idx] == -2
+            counts.corrected += int(corrected.sum())
+            counts.corrected_kept += int((corrected & keep).sum())
+            counts.exact_removed += int((exact & ~keep).sum())
+        if len(sample.rows) and keep.any():
+            if units is None:
+                units, _ = unit_rows32(plan.vectors.matrix(batch.select([plan.vectors.column]), split, start))
+            best = max_similarity_to(sample.units, sample.rows, units[keep], wanted[keep])
+            counts.residual_best = np.maximum(counts.residual_best, best)
+        progress.add(f"dedup-{plan.run_id}", n)
+        self._written.inc(n)
+        columns = []
+        for field in plan.deduplicated_schema:
+            column = batch.column(field.name)
+            columns.append(column.cast(field.type) if column.type != field.type else column)
+        annotated = pa.RecordBatch.from_arrays(
+            [*columns, pa.array(cluster), pa.array(keep), pa.array(similarity, mask=np.isnan(similarity))],
+            schema=plan.annotated_schema)
+        yield split, annotated
+        kept = pa.RecordBatch.from_arrays(columns, schema=plan.deduplicated_schema).filter(pa.array(keep))
+        yield beam.pvalue.TaggedOutput(DEDUPLICATED, (split, kept))
+
+
+    def _apply_merges(self, split, batch, wanted, units, cluster, keep, similarity, exact, merges: Merges, counts):
+        """Kept rows merged into an earlier kept row follow it; so do their members at >= threshold to it,
+        the others are kept. Yields the new pairs ("pairs")."""
+        plan = self._plan
+        merged, at = merges.find(wanted)
+        merged &= keep
+        keep[merged], cluster[merged] = False, merges.targets[at[merged]]
+        similarity[merged], exact[merged] = merges.similarity[at[merged]], merges.exact[at[merged]]
+        member, via = merges.find(cluster)
+        member &= ~keep & ~merged
+        moved = np.zeros(len(wanted), dtype=bool)
+        if member.any():
+            rows = np.flatnonzero(member)
+            sims = cosine64(units[rows], merges.target_units[via[rows]])
+            ok = sims >= plan.threshold + decision_margin(units.shape[1])
+            moved[rows[ok]] = True
+            cluster[rows[ok]], similarity[rows[ok]] = merges.targets[via[rows[ok]]], sims[ok]
+            exact[rows[ok]] = (units[rows[ok]] == merges.target_units[via[rows[ok]]]).all(axis=1)
+            stay = rows[~ok]
+            keep[stay], cluster[stay], similarity[stay], exact[stay] = True, wanted[stay], np.nan, False
+        counts.merged += int(merged.sum())
+        counts.merged_members_kept += int((member & ~moved).sum())
+        new = np.flatnonzero(merged | moved)
+        if len(new):
+            own_ids = batch.column(plan.id_column).cast(plan.id_type).take(pa.array(new))
+            target = np.where(merged[new], at[new], via[new])
+            pairs = pa.RecordBatch.from_arrays(
+                [merges.target_ids.take(pa.array(target)), own_ids, pa.array(similarity[new].astype(np.float32)),
+                 pa.array(exact[new]), pa.array(np.ones(len(new), dtype=bool))], schema=plan.pairs_schema)
+            yield beam.pvalue.TaggedOutput("pairs", (2 * plan.partitions + len(plan.vectors.splits) + split, pairs))
+
+
+class KeptSampleFn(beam.CombineFn):
+    """The `size` kept rows with the smallest hashes, over all partitions (memory: `size` rows)."""
+
+    def __init__(self, size: int, width: int):
+        self._size = size
+        self._width = width
+
+    def create_accumulator(self):
+        return empty_sample(self._width)
+
+    def add_input(self, accumulator, element):
+        return accumulator.merge(element, self._size)
+
+    def merge_accumulators(self, accumulators):
+        out = empty_sample(self._width)
+        for acc in accumulators:
+            out = out.merge(acc, self._size)
+        return out
+
+    def extract_output(self, accumulator):
+        return accumulator
+
+
+class SumFn(beam.CombineFn):
+    """Adds up PartitionStats or SplitCounts (elementwise max for the residual arrays)."""
+
+    def __init__(self, kind):
+        self._kind = kind
+
+    def create_accumulator(self):
+        return self._kind()
+
+    def add_input(self, acc, element):
+        if isinstance(acc, PartitionStats):
+            return acc.add(element)
+        best = element.residual_best if acc.residual_best is None else (
+            acc.residual_best if element.residual_best is None else np.maximum(acc.residual_best, element.residual_best))
+        return SplitCounts(acc.rows + element.rows, acc.kept + element.kept, acc.corrected + element.corrected,
+                           acc.corrected_kept + element.corrected_kept, acc.exact_removed + element.exact_removed,
+                           acc.merged + element.merged, acc.merged_members_kept + element.merged_members_kept, best)
+
+    def merge_accumulators(self, accumulators):
+        out = self.create_accumulator()
+        for acc in accumulators:
+            out = self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc):
+        return acc

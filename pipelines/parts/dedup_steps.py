@@ -1,0 +1,207 @@
+"""The DoFns and combiners of `pipelines.dedup`; every element is a whole array or Arrow batch, never a row.
+
+Keys are partition numbers (k-means partitions) or split numbers (input splits, which also number the
+annotated and deduplicated shards). Decisions for a row are keyed by the split the row was read from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from ae_tf.vectors.duplicates import (
+    Decisions,
+    PartitionRows,
+    dedup_partition,
+    priority_keys,
+)
+from ae_tf.vectors.greedy import unit_rows32
+from ae_tf.vectors.hashing import mix64, row_hash
+from ae_tf.vectors.kmeans import route_rows
+from pipelines.io.parquet import METRICS_NAMESPACE
+from pipelines.parts.dedup_plan import DedupPlan
+from pipelines.runner import progress
+
+
+@dataclasses.dataclass
+class RowBlock:
+    """Rows of one partition from one input batch, with their ids (for the pairs output)."""
+
+    rows: PartitionRows
+    ids: pa.Array
+    locked: np.ndarray | None = None  # kept rows only: some removed row joined it, so it is never merged
+
+
+@dataclasses.dataclass
+class GuestQuery:
+    """Pairs whose kept side (`kept_rows`) is decided in another partition: written only if it stays kept.
+    For each removed row whose own representative is among them (`representative`), what to do if it
+    is not kept: `fallback` (another kept row of the row's home partition) or, without one, recheck the
+    row (`orphans`: its PartitionRows and ids) in the representative's partition."""
+
+    removed_rows: np.ndarray
+    kept_rows: np.ndarray
+    pairs: pa.RecordBatch
+    representative: np.ndarray  # bool per pair
+    fallback: Decisions  # one per representative pair: rows, representative = fallback row (-1: none)
+    fallback_pairs: pa.RecordBatch  # one per representative pair (id of the fallback, or null)
+    orphans: RowBlock  # one per representative pair
+    rep_partition: np.ndarray  # one per representative pair: the partition that decided the representative
+
+
+@dataclasses.dataclass
+class KeptSample:
+    """The kept rows with the smallest hashes of their row numbers: a uniform, mergeable sample."""
+
+    hashes: np.ndarray
+    rows: np.ndarray
+    units: np.ndarray
+
+    def merge(self, other: KeptSample, size: int) -> KeptSample:
+        hashes = np.concatenate([self.hashes, other.hashes])
+        order = np.argsort(hashes, kind="stable")[:size]
+        return KeptSample(hashes[order], np.concatenate([self.rows, other.rows])[order],
+                          np.concatenate([self.units, other.units])[order])
+
+
+def empty_sample(width: int) -> KeptSample:
+    return KeptSample(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64), np.zeros((0, width), np.float32))
+
+
+def key_split(decisions: Decisions, plan: DedupPlan):
+    """Decisions -> (split, decisions of its rows), one element per split touched."""
+    split = plan.split_of(decisions.rows)
+    for s in np.unique(split):
+        yield int(s), decisions.take(np.flatnonzero(split == s))
+
+
+class RouteRowsDoFn(beam.DoFn):
+    """A numbered batch -> (partition, RowBlock) for each partition its rows go to, home or guest."""
+
+    def __init__(self, plan: DedupPlan):
+        self._plan = plan
+
+    def process(self, element):
+        index, first_row, batch = element
+        plan = self._plan
+        matrix = plan.vectors.matrix(batch, index, first_row)
+        rows = np.arange(first_row, first_row + len(matrix), dtype=np.int64)
+        units, zero = unit_rows32(matrix)
+        routing = route_rows(units, plan.centroids, plan.margin, plan.max_guests)
+        home = np.where(zero, plan.partitions - 1, routing.home)
+        units[zero, 0] = 1.0  # zero vectors meet only each other, in the last partition, as identical rows
+        guest = ~zero[routing.guest_rows]
+        guest_rows, guest_parts = routing.guest_rows[guest], routing.guest_partitions[guest]
+        column = None
+        if plan.priority_column:
+            values = batch.column(plan.priority_column)
+            if pa.types.is_temporal(values.type):
+                values = values.cast(pa.int64())
+            column = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        primary, secondary = priority_keys(rows, plan.keep_policy, plan.seed, routing.home_cosine, column,
+                                           plan.descending)
+        hashes = row_hash(matrix)
+        ids = batch.column(plan.id_column).cast(plan.id_type)
+        at = np.concatenate([np.arange(len(rows)), guest_rows])
+        parts = np.concatenate([home, guest_parts])
+        is_home = np.r_[np.ones(len(rows), dtype=bool), np.zeros(len(guest_rows), dtype=bool)]
+        order = np.argsort(parts, kind="stable")
+        bounds = np.flatnonzero(np.r_[True, parts[order][1:] != parts[order][:-1], True])
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            idx = order[lo:hi]
+            i = at[idx]
+            block = PartitionRows(rows[i], units[i], primary[i], secondary[i], is_home[idx], hashes[i], home[i])
+            yield int(parts[idx[0]]), RowBlock(block, ids.take(pa.array(i)))
+
+
+class DedupPartitionDoFn(beam.DoFn):
+    """(partition, RowBlocks) -> greedy representatives of the partition. Outputs: decisions of its home
+    rows keyed by split (main); "pairs" (final ones) keyed by partition; "queries" keyed by the split of
+    the kept row they depend on; "stats"; "sample" (kept rows for the residual check)."""
+
+    def __init__(self, plan: DedupPlan):
+        self._plan = plan
+        self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dedup_rows_decided")
+
+    def process(self, element):
+        part, blocks = element
+        plan = self._plan
+        blocks = list(blocks)
+        rows = PartitionRows.concat([b.rows for b in blocks])
+        ids = pa.concat_arrays([b.ids for b in blocks])
+        key, total, home = f"dedup-{plan.run_id}", len(rows.rows), int(rows.home.sum())
+        reported = [0]
+
+        def on_block(done: int) -> None:  # progress in home rows, as the greedy pass moves
+            now = home * done // max(total, 1)
+            progress.add(key, now - reported[0])
+            reported[0] = now
+
+        decisions, stats = dedup_partition(rows, plan.threshold, plan.max_pairs_per_row, plan.sweep, on_block,
+                                           links=plan.clusters == "connected")
+        self._rows.inc(home)
+        yield from key_split(decisions, plan)
+        yield beam.pvalue.TaggedOutput("stats", stats)
+        yield from self._pairs(part, rows, ids, decisions)
+        kept = decisions.rows[decisions.kept]
+        by_row = np.argsort(rows.rows)
+        kept_at = by_row[np.searchsorted(rows.rows[by_row], kept)]
+        locked = np.isin(kept, decisions.representative[~decisions.kept])
+        yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(rows.take(kept_at), ids.take(pa.array(kept_at)),
+                                                               locked)))
+        hashes = mix64(kept.astype(np.uint64) ^ np.uint64(0x5DEECE66D))
+        order = np.argsort(hashes, kind="stable")[: plan.residual_sample]
+        yield beam.pvalue.TaggedOutput("sample", KeptSample(hashes[order], kept[order], rows.units[kept_at[order]]))
+
+    def _pairs(self, part, rows: PartitionRows, ids: pa.Array, decisions: Decisions):
+        plan = self._plan
+        removed = ~decisions.kept
+        home_rows = rows.rows[rows.home]
+        # a removed row whose representative is decided elsewhere may end up kept: list no further pairs
+        settled = ~np.isin(decisions.extra_rows, decisions.rows[removed & decisions.guest_representative])
+        if decisions.links is not None:
+            yield beam.pvalue.TaggedOutput("links", decisions.links)
+        extra_rows, extra_nbrs = decisions.extra_rows[settled], decisions.extra_neighbours[settled]
+        a = np.concatenate([decisions.representative[removed], extra_nbrs])
+        b = np.concatenate([decisions.rows[removed], extra_rows])
+        similarity = np.concatenate([decisions.similarity[removed], decisions.extra_similarity[settled]])
+        is_rep = np.r_[np.ones(int(removed.sum()), dtype=bool), np.zeros(len(extra_rows), dtype=bool)]
+        exact = np.r_[decisions.exact[removed], np.zeros(len(extra_rows), dtype=bool)]
+        order = np.argsort(rows.rows, kind="stable")
+        sorted_rows = rows.rows[order]
+        reps = np.unique(decisions.representative[removed])
+        for s in np.unique(plan.split_of(reps)):
+            yield beam.pvalue.TaggedOutput("reps", (int(s), reps[plan.split_of(reps) == s]))
+        elsewhere = ~np.isin(a, home_rows)  # the kept side is a guest: its own partition decides
+        def at(values):
+            return order[np.searchsorted(sorted_rows, values)]
+
+        batch = pa.RecordBatch.from_arrays([ids.take(pa.array(at(a))), ids.take(pa.array(at(b))), pa.array(similarity),
+                                            pa.array(exact), pa.array(is_rep)], schema=plan.pairs_schema)
+        final = np.flatnonzero(~elsewhere)
+        final = final[np.lexsort((a[final], b[final]))]
+        yield beam.pvalue.TaggedOutput("pairs", (part, batch.take(pa.array(final))))
+        ask = np.flatnonzero(elsewhere)
+        split = plan.split_of(a[ask])
+        removed_decisions = decisions.take(np.flatnonzero(removed))
+        for s in np.unique(split):
+            idx = ask[split == s]
+            reps = idx[is_rep[idx]]  # pair positions below len(removed rows) are the rows' representatives
+            fallback = removed_decisions.take(reps)
+            fallback.representative = fallback.fallback.copy()
+            fallback.similarity = fallback.fallback_similarity.copy()
+            has = fallback.representative >= 0
+            fb_at = at(np.where(has, fallback.representative, b[reps]))
+            fallback.exact = has & (rows.hashes[fb_at] == rows.hashes[at(b[reps])])
+            fallback_pairs = pa.RecordBatch.from_arrays(
+                [ids.take(pa.array(fb_at)), ids.take(pa.array(at(b[reps]))), pa.array(fallback.similarity),
+                 pa.array(fallback.exact), pa.array(np.ones(len(reps), dtype=bool))], schema=plan.pairs_schema)
+            orphans = RowBlock(rows.take(at(b[reps])), ids.take(pa.array(at(b[reps]))))
+            yield beam.pvalue.TaggedOutput("queries", (int(s), GuestQuery(
+                b[idx], a[idx], batch.take(pa.array(idx)), is_rep[idx], fallback, fallback_pairs, orphans,
+                rows.partition[at(a[reps])])))
+
+
