@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.contracts import SUCCESS
 from ae_tf.errors import InputNotFound, InvalidInput
 from ae_tf.vectors.codes import Codec, codec_of, with_codec
 
@@ -98,7 +99,7 @@ def _embedding_files(path: str) -> list[str]:
     if os.path.isdir(path):
         files = sorted(glob.glob(os.path.join(path, "*.parquet")))
         shards = [f for f in files if os.path.basename(f).startswith("part-")]
-        if shards and not os.path.exists(os.path.join(path, "_SUCCESS")):
+        if shards and not os.path.exists(os.path.join(path, SUCCESS)):
             raise IncompleteOutputError(f"{path}: no _SUCCESS yet: the output is incomplete (a pipeline is still "
                                         "writing it, or it failed); wait for _SUCCESS, or pass a glob to read it anyway")
     elif any(ch in path for ch in "*?["):

@@ -35,6 +35,8 @@ import pyarrow.dataset as ds
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from dedup_data import make_rows, write_parquet  # noqa: E402
 
+from ae_tf.contracts import DedupOutput
+
 THRESHOLD = 0.95
 DATASETS = {"sparse": ("sparse", 32), "catalogue": ("catalogue", 32), "digits8": ("digits", 8),
             "digits16": ("digits", 16)}
@@ -94,10 +96,11 @@ def cosine64(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def check_output(matrix: np.ndarray, out: str, sample: int = 2000) -> dict:
     """Chaining check and residual duplicates among kept rows, independently of the pipeline's summary."""
-    table = ds.dataset(os.path.join(out, "annotated"), format="parquet").to_table(columns=["id", "cluster_id", "keep"])
+    table = ds.dataset(DedupOutput.dataset_dir(out, DedupOutput.ANNOTATED), format="parquet").to_table(
+        columns=["id", DedupOutput.CLUSTER_ID, DedupOutput.KEEP])
     rows = table.column("id").to_numpy()
     cluster, keep = np.empty(len(matrix), dtype=np.int64), np.empty(len(matrix), dtype=bool)
-    cluster[rows], keep[rows] = table.column("cluster_id").to_numpy(), table.column("keep").to_numpy()
+    cluster[rows], keep[rows] = table.column(DedupOutput.CLUSTER_ID).to_numpy(), table.column(DedupOutput.KEEP).to_numpy()
     removed = np.flatnonzero(~keep)
     below = int((cosine64(matrix[removed], matrix[cluster[removed]]) < THRESHOLD).sum())
     kept = np.flatnonzero(keep)

@@ -25,6 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ae_tf.contracts import EncodeManifest
+
 
 def make_data(directory: str, rows: int, dim: int, files: int, seed: int = 0) -> None:
     """Low-rank float rows in `files` Parquet files (row groups of 65,536), written chunk by chunk."""
@@ -73,7 +75,7 @@ def beam_pipeline(data_dir: str, model_dir: str, out_dir: str, batch_rows: int) 
 
     manifest = encode.run(["--model", model_dir, "--input", os.path.join(data_dir, "*.parquet"),
                            "--output", out_dir, "--batch-rows", str(batch_rows)])
-    return manifest["rows_out"]
+    return EncodeManifest.from_dict(manifest).rows_out
 
 
 def child(mode: str, data_dir: str, model_dir: str, out_dir: str, batch_rows: int) -> None:

@@ -34,6 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ae_tf.contracts import EncodeManifest
+
 LOOP_BATCH = 256
 SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "hubble_deep_field.jpg", "ihc.png",
                   "motorcycle_left.png", "motorcycle_right.png", "retina.jpg", "rocket.jpg", "camera.png",
@@ -146,7 +148,8 @@ def child(mode: str, data_dir: str, model_dir: str, out_dir: str) -> None:
         rows = hand_loop(data_dir, model_dir, out_dir)
     else:
         manifest = pipeline(data_dir, model_dir, out_dir)
-        rows, extra = manifest["rows_out"], {"model_batch_rows": manifest.get("model_batch_rows")}
+        manifest = EncodeManifest.from_dict(manifest)
+        rows, extra = manifest.rows_out, {"model_batch_rows": manifest.model_batch_rows}
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"mode": mode, "rows": rows, "seconds": seconds, "peak_mb": peak_mb, **extra}))

@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from ae_tf.contracts import ReduceManifest
+
 
 def make_data(directory: str, rows: int, dim: int, files: int = 8, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
@@ -66,7 +68,7 @@ def child(mode: str, work: str, variance: float) -> None:
         started = time.perf_counter()
         manifest = reduce.run(["--input", data_dir, "--output", os.path.join(work, "out-beam"), "--variance",
                                str(variance), "--overwrite"])
-        result = {"seconds": time.perf_counter() - started, "components": manifest["pca"]["n_components"]}
+        result = {"seconds": time.perf_counter() - started, "components": ReduceManifest.from_dict(manifest).pca["n_components"]}
     else:
         import sklearn.decomposition  # noqa: F401  (import outside the clock, like Beam's)
 

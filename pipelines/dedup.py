@@ -40,6 +40,7 @@ import apache_beam as beam
 import numpy as np
 
 import ae_tf
+from ae_tf.contracts import DatasetManifest, DedupSummary
 from ae_tf.vectors.duplicates import PartitionStats, connected_components
 from pipelines.io.output_files import write_bytes
 from pipelines.io.parquet import ShardResult, WriteParquetShards, publish_shards, utc_now, write_manifest
@@ -108,29 +109,29 @@ def publish(tagged: list[tuple[str, ShardResult]], plan: DedupPlan, started: str
         rows = sum(s["rows"] for s in shards)
         if name in expected and rows != expected[name]:
             raise RuntimeError(f"{plan.dataset_dir(name)}: wrote {rows} rows, expected {expected[name]}; not publishing")
-        write_manifest(plan.dataset_dir(name), {"rows": rows, "shards": shards, "finished_at": utc_now()})
+        write_manifest(plan.dataset_dir(name), DatasetManifest(rows=rows, shards=shards, finished_at=utc_now()).to_dict())
         datasets[name] = {"dir": plan.dataset_dir(name), "rows": rows, "shards": len(shards)}
     placement = plan.placement
     sweep = [{"threshold": t, "rows_kept": k, "rows_removed": plan.vectors.rows - k}
              for t, k in zip(plan.sweep, stats.sweep_kept, strict=True)]
-    manifest = {
-        "rows": counts.rows, "rows_kept": counts.kept, "rows_removed": removed, "threshold": plan.threshold,
-        "clusters": clusters, "rows_in_clusters": clusters + removed, "pairs": datasets[PAIRS]["rows"],
-        "keep_policy": plan.keep_policy, "priority": plan.priority_column, "descending": plan.descending,
-        "cluster_mode": plan.clusters, "sweep": sweep,
-        "exact_duplicates": {"rows_removed": counts.exact_removed},
-        "checks": {"removed_below_threshold": stats.below_threshold, "residual_duplicates": residual_summary(counts, plan)},
-        "partitions": {"count": plan.partitions, "margin": placement.margin, "max_guests": plan.max_guests,
-                       "guest_rows": stats.guest_rows, "largest": stats.largest_partition,
-                       "sample_rows": placement.sample_rows, "sample_kept": placement.sample_kept,
-                       "estimated_kept": placement.estimated_kept, "sample_pairs_missed": placement.missed_pairs,
-                       "threshold_pairs_missed": placement.missed_made_pairs,
-                       "rows_corrected": counts.corrected, "rows_corrected_kept": counts.corrected_kept,
-                       "kept_rows_merged": counts.merged, "merged_members_kept": counts.merged_members_kept},
-        "inputs": list(plan.vectors.inputs), "output_dir": plan.output_dir, "outputs": datasets,
-        "column": plan.vectors.column, "id_column": plan.id_column, "seed": plan.seed,
-        "started_at": started, "finished_at": utc_now(), "ae_tf_version": ae_tf.__version__,
-    }
+    manifest = DedupSummary(
+        rows=counts.rows, rows_kept=counts.kept, rows_removed=removed, threshold=plan.threshold,
+        clusters=clusters, rows_in_clusters=clusters + removed, pairs=datasets[PAIRS]["rows"],
+        keep_policy=plan.keep_policy, priority=plan.priority_column, descending=plan.descending,
+        cluster_mode=plan.clusters, sweep=sweep,
+        exact_duplicates={"rows_removed": counts.exact_removed},
+        checks={"removed_below_threshold": stats.below_threshold, "residual_duplicates": residual_summary(counts, plan)},
+        partitions={"count": plan.partitions, "margin": placement.margin, "max_guests": plan.max_guests,
+                    "guest_rows": stats.guest_rows, "largest": stats.largest_partition,
+                    "sample_rows": placement.sample_rows, "sample_kept": placement.sample_kept,
+                    "estimated_kept": placement.estimated_kept, "sample_pairs_missed": placement.missed_pairs,
+                    "threshold_pairs_missed": placement.missed_made_pairs,
+                    "rows_corrected": counts.corrected, "rows_corrected_kept": counts.corrected_kept,
+                    "kept_rows_merged": counts.merged, "merged_members_kept": counts.merged_members_kept},
+        inputs=list(plan.vectors.inputs), output_dir=plan.output_dir, outputs=datasets,
+        column=plan.vectors.column, id_column=plan.id_column, seed=plan.seed,
+        started_at=started, finished_at=utc_now(), ae_tf_version=ae_tf.__version__,
+    ).to_dict()
     write_bytes(f"{plan.output_dir.rstrip('/')}/{SUMMARY_NAME}",
                 (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode(), "application/json")
     write_manifest(plan.output_dir, manifest)

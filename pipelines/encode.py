@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from apache_beam.utils import shared
 
 import ae_tf
+from ae_tf.contracts import EncodeManifest, ModelMetadata
 from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
@@ -155,7 +156,8 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
         raise InputError(f"--max-rejected-fraction must be within [0, 1], got {max_rejected_fraction}")
     model_dir = resolve_model_dir(model_dir)  # a registry -> its champion's version dir, fixed at launch
     metadata = check_model_dir(model_dir)
-    spec = FeatureSpec.from_dict(metadata["feature_spec"])
+    model = ModelMetadata.from_dict(metadata, source=model_dir)
+    spec = model.spec
     try:
         model_batch_rows = model_batch_rows or auto_model_batch_rows(metadata, model_memory_mb)
     except ValueError as err:  # a budget that is not a positive number (flag or environment)
@@ -194,12 +196,12 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
     splits = splits_for(kept_footers, max_rows_per_split)
     first = kept_footers[0].schema
     codec = resolve_codec(embedding_dtype, model_dir, splits, spec.columns, spec, codec)  # pipelines.io.compact_output
-    schema = output_schema(first, keep_columns, int(metadata["code_size"]), metadata["model_version"], model_dir,
+    schema = output_schema(first, keep_columns, model.code_size, model.model_version, model_dir,
                            flag_anomalies=threshold is not None, codec=codec)
     rejected_schema = pa.schema([first.field(n) for n in keep_columns] + [
         pa.field(REASON, pa.string()), pa.field(SOURCE_FILE, pa.string()), pa.field(SOURCE_ROW, pa.int64())])
     check_output(output_dir, overwrite)  # read-only: the run prepares it (pipelines.launch.execute)
-    return EncodePlan(model_dir, metadata["model_version"],
+    return EncodePlan(model_dir, model.model_version,
                       spec, tuple(f.path for f in kept_footers), tuple(splits), tuple(keep_columns), schema,
                       rejected_schema, output_dir, batch_rows, compression, max_rejected_fraction,
                       tuple(skipped), threshold, rule, run_id=time.strftime("%Y%m%d-%H%M%S"),
@@ -297,22 +299,22 @@ def publish(results: list[ShardResult], rejected: list[ShardResult], plan: Encod
     shards = publish_shards(plan.output_dir, f"{plan.temp_dir}/main", results, len(plan.splits))
     remove_temporary(plan.output_dir)
     error_max = max((r.value_max for r in results if r.rows), default=None)
-    manifest = {
-        "rows_in": plan.rows_in, "rows_out": rows_out, "rows_rejected": rows_rejected,
-        "reconstruction_error": {"mean": sum(r.value_sum for r in results) / rows_out if rows_out else None,
-                                 "max": error_max},
-        "model_dir": plan.model_dir, "model_version": plan.model_version, "output_dir": plan.output_dir,
-        "inputs": list(plan.inputs), "shards": shards, "code_size": plan.schema.field("embedding").type.list_size,
-        "rejected_shards": [f"{REJECTED_DIR}/{s['file']}" for s in rejected_shards],
-        "skipped_files": [{"file": path, "reason": reason} for path, reason in plan.skipped_files],
-        "keep_columns": list(plan.keep_columns), "started_at": started, "finished_at": utc_now(),
-        "model_batch_rows": plan.model_batch_rows,
-        "anomalies": None if plan.anomaly_threshold is None else {
+    manifest = EncodeManifest(
+        rows_in=plan.rows_in, rows_out=rows_out, rows_rejected=rows_rejected,
+        reconstruction_error={"mean": sum(r.value_sum for r in results) / rows_out if rows_out else None,
+                              "max": error_max},
+        model_dir=plan.model_dir, model_version=plan.model_version, output_dir=plan.output_dir,
+        inputs=list(plan.inputs), shards=shards, code_size=plan.schema.field("embedding").type.list_size,
+        rejected_shards=[f"{REJECTED_DIR}/{s['file']}" for s in rejected_shards],
+        skipped_files=[{"file": path, "reason": reason} for path, reason in plan.skipped_files],
+        keep_columns=list(plan.keep_columns), started_at=started, finished_at=utc_now(),
+        model_batch_rows=plan.model_batch_rows,
+        anomalies=None if plan.anomaly_threshold is None else {
             "threshold": plan.anomaly_threshold, "rule": plan.anomaly_rule,
             "rows_flagged": sum(r.true_count for r in results)},
-        "ae_tf_version": ae_tf.__version__,
-        "embedding_codec": (codec_of(plan.schema) or Codec()).to_dict(),
-    }
+        ae_tf_version=ae_tf.__version__,
+        embedding_codec=(codec_of(plan.schema) or Codec()).to_dict(),
+    ).to_dict()
     write_manifest(plan.output_dir, manifest)
     return manifest
 

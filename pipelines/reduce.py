@@ -26,6 +26,7 @@ import apache_beam as beam
 import pyarrow as pa
 
 import ae_tf
+from ae_tf.contracts import ReduceManifest
 from ae_tf.embeddings import embedding_array
 from ae_tf.vectors.pca import (
     JSON_NAME,
@@ -242,15 +243,15 @@ def publish(results: list[ShardResult], plan: ReducePlan, started: str, fit: Pca
     rows_out = sum(s["rows"] for s in shards)
     if rows_out != plan.vectors.rows:
         raise RuntimeError(f"{plan.output_dir}: read {plan.vectors.rows} rows but wrote {rows_out}; not publishing")
-    manifest = {
-        "rows_in": plan.vectors.rows, "rows_out": rows_out, "rows_rejected": 0,
-        "inputs": list(plan.vectors.inputs), "output_dir": plan.output_dir, "shards": shards,
-        "column": plan.vectors.column, "keep_columns": list(plan.keep_columns),
-        "pca": {"n_components": fit.n_components, "n_features": fit.n_features, "selected_by": fit.selected_by,
-                "explained_variance_ratio_kept": float(fit.explained_variance_ratio[: fit.n_components].sum()),
-                "fit_rows": fit.n_rows, "fit_sample": plan.fit_sample, "whiten": plan.whiten, "artifact": artifact},
-        "started_at": started, "finished_at": utc_now(), "ae_tf_version": ae_tf.__version__,
-    }
+    manifest = ReduceManifest(
+        rows_in=plan.vectors.rows, rows_out=rows_out, rows_rejected=0,
+        inputs=list(plan.vectors.inputs), output_dir=plan.output_dir, shards=shards,
+        column=plan.vectors.column, keep_columns=list(plan.keep_columns),
+        pca={"n_components": fit.n_components, "n_features": fit.n_features, "selected_by": fit.selected_by,
+             "explained_variance_ratio_kept": float(fit.explained_variance_ratio[: fit.n_components].sum()),
+             "fit_rows": fit.n_rows, "fit_sample": plan.fit_sample, "whiten": plan.whiten, "artifact": artifact},
+        started_at=started, finished_at=utc_now(), ae_tf_version=ae_tf.__version__,
+    ).to_dict()
     write_manifest(plan.output_dir, manifest)
     return manifest
 

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import ae_tf
 from ae_tf import storage
+from ae_tf.contracts import EncodeManifest, ModelMetadata
 from ae_tf.model.export import check_model_dir
 from ae_tf.registry.pointer import PointerConflict
 from ae_tf.registry.registry import resolve_model_dir
@@ -142,8 +143,9 @@ def encode_files(run: RefreshRun, args, beam_args, todo: Sequence[InputFile], co
     if manifest is None:
         raise InputError("refresh needs the pipeline to finish before it returns: run it with a runner that "
                          "waits (the local one, or DataflowRunner without --dry_run)")
+    manifest = EncodeManifest.from_dict(manifest, source=run.staging)
     shards_of: dict[str, list[tuple[str, int]]] = {f.path: [] for f in todo}
-    for shard in manifest["shards"]:  # shard i is split i (pipelines.io.parquet.shard_name)
+    for shard in manifest.shards:  # shard i is split i (pipelines.io.parquet.shard_name)
         index = int(shard["file"].split("-")[1])
         shards_of[plan.splits[index].path].append((shard["file"], int(shard["rows"])))
     stored = []
@@ -156,7 +158,7 @@ def encode_files(run: RefreshRun, args, beam_args, todo: Sequence[InputFile], co
         rows_out = sum(r for _, r in names)
         stored.append(StoredFile(item, tuple(names), rows_out, item.rows - rows_out, run.run_id))
     storage.rmtree(storage.join(run.directory, TEMP_DIR))
-    return stored, Codec.from_dict(manifest.get("embedding_codec"))
+    return stored, Codec.from_dict(manifest.embedding_codec)
 
 
 def build_manifest(run: RefreshRun, files: list[StoredFile], encoded: list[StoredFile], dropped, codec) -> dict:
@@ -182,9 +184,9 @@ def refresh(args, beam_args) -> dict:
         raise InputError(f"--keep-versions must be at least 1, got {args.keep_versions}")
     root = args.store.rstrip("/")
     model_dir = resolve_model_dir(args.model)  # a registry -> its champion, fixed for this run
-    metadata = check_model_dir(model_dir)
-    version = metadata["model_version"]
-    run = RefreshRun(root, model_dir, version, int(metadata["code_size"]), args.embedding_dtype,
+    metadata = ModelMetadata.from_dict(check_model_dir(model_dir), source=model_dir)
+    version = metadata.model_version
+    run = RefreshRun(root, model_dir, version, int(metadata.code_size), args.embedding_dtype,
                      folder_name(version, args.embedding_dtype),
                      f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}", utc_now())
     with refresh_lock(root, run.run_id, args.lock_ttl):

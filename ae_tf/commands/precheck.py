@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from ae_tf.errors import InputNotFound, InvalidInput, OutputExists
 from ae_tf.inputs.features import FeatureSpec, check_schema, parse_feature_columns
-from ae_tf.model.export import FORMAT, METADATA_FILE, ModelDirError
+from ae_tf.model.export import METADATA_FILE, ModelDirError, parse_metadata
 
 OUTPUT_TEMP_DIR = "_temporary"  # pipelines.io.parquet.TEMP_DIR: left by a killed run, ignored by the emptiness check
 
@@ -81,11 +80,8 @@ def local_model_metadata(model_dir: str) -> dict | None:
     path = os.path.join(model_dir, "assets", METADATA_FILE)
     if not os.path.exists(path):
         raise ModelDirError(f"{model_dir}: SavedModel has no {METADATA_FILE} in assets; not an ae-tf model")
-    with open(path) as f:
-        metadata = json.load(f)
-    if metadata.get("format") != FORMAT:
-        raise ModelDirError(f"{model_dir}: metadata format {metadata.get('format')!r}, expected {FORMAT!r}")
-    return metadata
+    with open(path, "rb") as f:
+        return parse_metadata(f.read(), model_dir).to_dict()
 
 
 def _encode_flags(argv: Sequence[str]) -> argparse.Namespace:

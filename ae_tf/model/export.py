@@ -31,6 +31,7 @@ import tempfile
 import uuid
 
 from ae_tf import interrupts, storage
+from ae_tf.contracts import ModelMetadata
 from ae_tf.errors import InvalidInput
 from ae_tf.model.model_cache import local_model_dir
 
@@ -38,7 +39,7 @@ METADATA_FILE = "ae_tf_metadata.json"
 HISTORY_FILE = "history.json"
 # written last when a model directory is published: on gs:// the directory is complete once it is there
 MARKER = f"assets/{METADATA_FILE}"
-FORMAT = "ae-tf-model/1"
+FORMAT = ModelMetadata.FORMAT
 REQUIRED_SIGNATURES = ("encode", "decode", "score", "serving_default")
 
 
@@ -144,6 +145,7 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         # what sizes the encoder's sub-batches (ae_tf.model.batching)
         "inference": {"activation_floats_per_row": activation_floats_per_row(model)},
     }
+    metadata = ModelMetadata.from_dict(metadata, source=model_dir).to_dict()  # the contract's keys are there
     signatures = _signature_functions(model, spec, score_parameters)
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -161,7 +163,7 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
         assets = os.path.join(staging, "assets")
         os.makedirs(assets, exist_ok=True)
         with open(os.path.join(assets, METADATA_FILE), "w") as f:
-            json.dump(metadata, f, indent=2, sort_keys=True)
+            f.write(ModelMetadata.from_dict(metadata).to_json())
         if history is not None:
             with open(os.path.join(assets, HISTORY_FILE), "w") as f:
                 json.dump(history, f, indent=2)
@@ -181,7 +183,12 @@ def model_dir_exists(model_dir: str) -> bool:
 
 
 def read_metadata(model_dir: str) -> dict:
-    """The metadata JSON of a model directory; a clear error when the path is not one of ours."""
+    """The metadata JSON of a model directory (checked against ae_tf.contracts.ModelMetadata) as a dict."""
+    return read_model_metadata(model_dir).to_dict()
+
+
+def read_model_metadata(model_dir: str) -> ModelMetadata:
+    """The metadata of a model directory; a clear error when the path is not one of ours."""
     if not storage.isdir(model_dir):
         raise ModelDirError(f"{model_dir}: model directory not found")
     if not storage.isfile(storage.join(model_dir, "saved_model.pb")):
@@ -189,10 +196,15 @@ def read_metadata(model_dir: str) -> dict:
     path = storage.join(model_dir, MARKER)
     if not storage.isfile(path):
         raise ModelDirError(f"{model_dir}: SavedModel has no {METADATA_FILE} in assets; not an ae-tf model")
-    metadata = json.loads(storage.read_bytes(path))
-    if metadata.get("format") != FORMAT:
-        raise ModelDirError(f"{model_dir}: metadata format {metadata.get('format')!r}, expected {FORMAT!r}")
-    return metadata
+    return parse_metadata(storage.read_bytes(path), model_dir)
+
+
+def parse_metadata(text: str | bytes, model_dir: str) -> ModelMetadata:
+    """The metadata file's text as ModelMetadata; errors are ModelDirError naming the directory."""
+    try:
+        return ModelMetadata.from_json(text, source=model_dir)
+    except InvalidInput as err:
+        raise ModelDirError(str(err)) from None
 
 
 def read_history(model_dir: str) -> dict:

@@ -24,6 +24,7 @@ import json
 import os
 
 from ae_tf import storage
+from ae_tf.contracts import SUCCESS
 from ae_tf.errors import InvalidInput
 from ae_tf.registry.pointer import PointerError, Snapshot, open_pointer
 
@@ -31,7 +32,6 @@ FORMAT = "ae-tf-store/1"
 POINTER = "CURRENT"
 VERSIONS = "versions"
 MANIFESTS = "_manifests"
-SUCCESS = "_SUCCESS"
 LOCK = "_refresh.lock"
 
 

@@ -15,17 +15,15 @@ import numpy as np
 import pyarrow as pa
 
 from ae_tf import storage
+from ae_tf.contracts import SUCCESS, DedupOutput, DedupSummary, EncodeManifest
 from ae_tf.embeddings import ANOMALY_SCORE, EMBEDDING, IS_ANOMALY, RECONSTRUCTION_ERROR
 from ae_tf.errors import InvalidInput
 from ae_tf.inputs.data import open_parquet
 from ae_tf.inputs.features import FeatureSpec, check_schema, features_to_array, validate_rows
 
-MANIFEST = "_SUCCESS"
-CLUSTER_ID = "cluster_id"
-KEEP = "keep"
-MAX_SIMILARITY = "max_similarity"
+MANIFEST = SUCCESS
+CLUSTER_ID, KEEP, MAX_SIMILARITY = DedupOutput.ANNOTATION_COLUMNS
 MAX_INPUT_FILES = 8
-DEDUP_SUMMARY_NAMES = ("summary.json", "dedup_summary.json", "_SUMMARY.json", MANIFEST)
 
 
 class ReportInputError(InvalidInput):
@@ -65,10 +63,23 @@ def parquet_files(directory: str, recursive: bool = False) -> list[str]:
     return sorted(p for p in paths if p.endswith(".parquet") and not _hidden(p, directory) and storage.isfile(p))
 
 
-def embedding_files(out_dir: str, manifest: dict | None) -> list[str]:
+def read_encode_manifest(out_dir: str) -> EncodeManifest | None:
+    """The `_SUCCESS` of an encode run (None when there is none); one that is not an encode manifest is
+    a one-line error naming it."""
+    path = _join(out_dir, SUCCESS)
+    data = read_json(path)
+    if data is None:
+        return None
+    try:
+        return EncodeManifest.from_dict(data, source=path)
+    except InvalidInput as err:
+        raise ReportInputError(f"--embeddings {err}") from None
+
+
+def embedding_files(out_dir: str, manifest: EncodeManifest | None) -> list[str]:
     """The shards an encode run published (from its manifest when there is one), else its *.parquet."""
-    if manifest and manifest.get("shards"):
-        return [_join(out_dir, shard["file"]) for shard in manifest["shards"]]
+    if manifest is not None and manifest.shards:
+        return [_join(out_dir, name) for name in manifest.shard_files]
     return parquet_files(out_dir)
 
 
@@ -189,8 +200,18 @@ class DedupOutputs:
         return np.where(ids[at] == cluster_id, counts[at], 1)
 
 
-def _looks_like_dedup_summary(data: dict) -> bool:
-    return "clusters" in data and ("sweep" in data or "rows_removed" in data)
+def read_dedup_summary(directory: str) -> tuple[dict | None, str | None]:
+    """The summary of a dedup output (ae_tf.contracts.DedupOutput.summary_names, in order) and its path."""
+    for name in DedupOutput.summary_names():
+        path = _join(directory, name)
+        data = read_json(path)
+        if data is None:
+            continue
+        try:
+            return DedupSummary.from_dict(data, source=path).to_dict(), path
+        except InvalidInput:  # e.g. a _SUCCESS that is not a summary
+            continue
+    return None, None
 
 
 def _row_datasets(directory: str) -> dict[str, list[str]]:
@@ -204,21 +225,17 @@ def _row_datasets(directory: str) -> dict[str, list[str]]:
 def find_dedup_outputs(directory: str) -> DedupOutputs:
     """Locate the summary and the annotated rows in a `pipelines.dedup` output directory.
 
-    Looks for a JSON summary (rows, clusters, rows removed, a per-threshold sweep) at the top level and,
-    among Parquet folders whose rows carry cluster_id, prefers the one that also has keep and
-    max_similarity and the most rows: every input row annotated, not the deduplicated subset.
+    The layout is ae_tf.contracts.DedupOutput: the summary and annotated/. A directory laid out otherwise
+    is searched: among Parquet folders whose rows carry cluster_id, the one that also has keep and
+    max_similarity and the most rows (every input row annotated, not the deduplicated subset).
     """
     directory = require_dir(directory, "--dedup")
-    names = storage.listdir(directory)
-    ordered = [n for n in DEDUP_SUMMARY_NAMES if n in names] + sorted(n for n in names if n.endswith(".json"))
-    summary, summary_path = None, None
-    for name in dict.fromkeys(ordered):
-        data = read_json(_join(directory, name))
-        if data is not None and _looks_like_dedup_summary(data):
-            summary, summary_path = data, _join(directory, name)
-            break
-    best, best_rank = [], None
-    for _folder, files in _row_datasets(directory).items():
+    summary, summary_path = read_dedup_summary(directory)
+    annotated = DedupOutput.dataset_dir(directory, DedupOutput.ANNOTATED)
+    best = parquet_files(annotated) if storage.isdir(annotated) else []
+    best = best if best and CLUSTER_ID in schema_of(best[0]).names else []
+    best_rank = None
+    for _folder, files in ([] if best else _row_datasets(directory).items()):  # not our layout: search
         schema = schema_of(files[0])
         rows = sum(_open(p).metadata.num_rows for p in files)
         rank = (KEEP in schema.names and MAX_SIMILARITY in schema.names, rows)

@@ -33,12 +33,12 @@ import json
 import logging
 import math
 import os
-import posixpath
 from collections.abc import Callable
 
 import numpy as np
 
 from ae_tf import storage
+from ae_tf.contracts import EncodeManifest
 from ae_tf.errors import InvalidInput
 from ae_tf.inputs.features import IMAGE, FeatureSpec
 from ae_tf.model.anomaly import describe_score, score_name
@@ -53,7 +53,7 @@ from ae_tf.report.inputs import (
     find_dedup_outputs,
     input_sample,
     read_embedding_sample,
-    read_json,
+    read_encode_manifest,
     require_dir,
 )
 
@@ -113,7 +113,7 @@ class ReportData:
     metadata: dict
     spec: FeatureSpec
     history: dict | None
-    manifest: dict | None = None
+    manifest: EncodeManifest | None = None
     embeddings: EmbeddingSample | None = None
     dedup: DedupOutputs | None = None
     run: ModelRun | None = None
@@ -214,7 +214,7 @@ def gather(config: ReportConfig) -> ReportData:
         data.notes["loss"] = f"no training history in {config.model}/assets/history.json"
     if config.embeddings:
         out_dir = require_dir(config.embeddings, "--embeddings")
-        data.manifest = read_json(posixpath.join(out_dir, MANIFEST))
+        data.manifest = read_encode_manifest(out_dir)
         files = embedding_files(out_dir, data.manifest)
         if not files:
             raise ReportInputError(f"--embeddings {out_dir}: no Parquet files (did `ae-tf encode` finish?)")
@@ -362,7 +362,7 @@ def _thresholds(data: ReportData) -> dict[str, float]:
     model = (data.metadata.get("anomaly_threshold") or {})
     if model.get("value") is not None:
         lines[f"model threshold (quantile {model.get('quantile', '?')})"] = float(model["value"])
-    used = ((data.manifest or {}).get("anomalies") or {})
+    used = (data.manifest.anomalies if data.manifest else None) or {}
     if used.get("threshold") is not None and not math.isclose(used["threshold"], model.get("value") or -1):
         lines[f"encode threshold ({used.get('rule', 'given')})"] = float(used["threshold"])
     return lines
@@ -530,18 +530,17 @@ def manifest_table(data: ReportData) -> Table:
     man = data.manifest
     if not man:
         return Table("Embeddings", [("embeddings", data.config.embeddings)] if data.config.embeddings else [])
-    error = man.get("reconstruction_error") or {}
+    error = man.reconstruction_error or {}
     rows = [
-        ("output", man.get("output_dir", data.config.embeddings)),
-        ("rows", f"in {_num(man.get('rows_in'))}, out {_num(man.get('rows_out'))}, "
-                 f"rejected {_num(man.get('rows_rejected'))}"),
+        ("output", man.output_dir if man.output_dir is not None else data.config.embeddings),
+        ("rows", f"in {_num(man.rows_in)}, out {_num(man.rows_out)}, rejected {_num(man.rows_rejected)}"),
         ("reconstruction error", f"mean {_num(error.get('mean'))}, max {_num(error.get('max'))}"),
-        ("shards", _num(len(man.get("shards") or []))),
-        ("encoded with", f"{man.get('model_dir', '-')} (version {man.get('model_version', '-')})"),
-        ("finished", man.get("finished_at", "-")),
+        ("shards", _num(len(man.shards))),
+        ("encoded with", f"{man.model_dir or '-'} (version {man.model_version or '-'})"),
+        ("finished", man.finished_at or "-"),
     ]
-    if man.get("anomalies"):
-        a = man["anomalies"]
+    if man.anomalies:
+        a = man.anomalies
         rows.append(("anomalies", f"{_num(a.get('rows_flagged'))} rows above {_num(a.get('threshold'))} "
                                   f"({a.get('rule', '-')})"))
     return Table("Embeddings (encode manifest)", rows)
@@ -567,8 +566,8 @@ def dedup_table(data: ReportData) -> Table:
 
 def _warnings(data: ReportData) -> list[str]:
     notes = []
-    if data.manifest and data.manifest.get("model_version") not in (None, data.metadata.get("model_version")):
-        notes.append(f"The embeddings were made by model version {data.manifest['model_version']}, not this "
+    if data.manifest and data.manifest.model_version not in (None, data.metadata.get("model_version")):
+        notes.append(f"The embeddings were made by model version {data.manifest.model_version}, not this "
                      f"model's {data.metadata.get('model_version')}: its threshold may not fit them.")
     if "manifest" in data.notes:
         notes.append(data.notes["manifest"])

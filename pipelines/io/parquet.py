@@ -25,13 +25,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window
 
 from ae_tf import interrupts
+from ae_tf.contracts import SUCCESS
 from ae_tf.errors import InvalidInput
 from pipelines.io.coders import BATCH, OFFSET_BATCH
 from pipelines.io.output_files import is_local, write_bytes
 from pipelines.io.overlap import BackgroundCalls, prefetched
 from pipelines.runner import progress
 
-MANIFEST = "_SUCCESS"
+MANIFEST = SUCCESS  # ae_tf.contracts
 TEMP_DIR = "_temporary"
 SHARD_PATTERN = "part-*.parquet"
 METRICS_NAMESPACE = "ae_tf"

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ae_tf.contracts import DedupOutput
 from ae_tf.vectors.duplicates import PartitionRows
 from ae_tf.vectors.greedy import cosine64, greedy_representatives
 from pipelines.parts.dedup_plan import DedupPlan
@@ -100,5 +101,5 @@ def drop_merged_pairs(element, merges: Merges):
     index, batch = element
     if len(merges.rows) == 0 or batch.num_rows == 0:
         return [(index, batch)]
-    stale = pc.is_in(batch.column("id_a"), value_set=merges.ids)
+    stale = pc.is_in(batch.column(DedupOutput.ID_A), value_set=merges.ids)
     return [(index, batch.filter(pc.invert(stale)))]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.contracts import DedupOutput
 from ae_tf.vectors.duplicates import KEEP_POLICIES
 from ae_tf.vectors.greedy import greedy_representatives, unit_rows32
 from ae_tf.vectors.kmeans import fit_spherical_kmeans, route_rows
@@ -23,10 +24,10 @@ from pipelines.io.parquet import TEMP_DIR, InputError, check_output
 from pipelines.io.vector_input import VectorInput, check_columns, plan_vector_input, sample_matrix
 from pipelines.runner.launch import add_output_flags, pipeline_arg_parser
 
-CLUSTER_ID, KEEP, MAX_SIMILARITY = "cluster_id", "keep", "max_similarity"
-ANNOTATED, PAIRS, DEDUPLICATED = "annotated", "pairs", "deduplicated"
+CLUSTER_ID, KEEP, MAX_SIMILARITY = DedupOutput.ANNOTATION_COLUMNS  # the output's layout: ae_tf.contracts
+ANNOTATED, PAIRS, DEDUPLICATED = DedupOutput.DATASETS
 CLUSTER_MODES = ("greedy", "connected")
-SUMMARY_NAME = "summary.json"
+SUMMARY_NAME = DedupOutput.SUMMARY
 SAMPLE_ROWS = 10_000  # rows deduplicated at launch to place the centroids
 WORK_PER_PARTITION = 3e7  # rows x kept rows compared in one partition (~0.3-1 s of matrix products)
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
@@ -129,7 +130,7 @@ class DedupPlan:
         return np.searchsorted(self.split_starts, rows, side="right") - 1
 
     def dataset_dir(self, name: str) -> str:
-        return f"{self.output_dir.rstrip('/')}/{name}"
+        return DedupOutput.dataset_dir(self.output_dir, name)
 
     @property
     def output_dirs(self) -> tuple[str, ...]:
@@ -158,9 +159,10 @@ class DedupPlan:
 
     @property
     def pairs_schema(self) -> pa.Schema:
-        return pa.schema([pa.field("id_a", self.id_type), pa.field("id_b", self.id_type),
-                          pa.field("similarity", pa.float32()), pa.field("exact", pa.bool_()),
-                          pa.field("representative", pa.bool_())], metadata=self._metadata())
+        out = DedupOutput
+        return pa.schema([pa.field(out.ID_A, self.id_type), pa.field(out.ID_B, self.id_type),
+                          pa.field(out.SIMILARITY, pa.float32()), pa.field(out.EXACT, pa.bool_()),
+                          pa.field(out.REPRESENTATIVE, pa.bool_())], metadata=self._metadata())
 
 
 def parse_thresholds(text: str | Sequence[float] | None) -> tuple[float, ...]:
