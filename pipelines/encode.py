@@ -28,6 +28,7 @@ from apache_beam.utils import shared
 
 import ae_tf
 from ae_tf.contracts import EncodeManifest, ModelMetadata
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.embeddings import (
     IS_ANOMALY,
     RECONSTRUCTION_ERROR,
@@ -93,7 +94,7 @@ class EncodePlan:
     schema: pa.Schema
     rejected_schema: pa.Schema
     output_dir: str
-    batch_rows: int = 65536
+    batch_rows: int = BATCH_ROWS
     compression: str = "zstd"
     max_rejected_fraction: float = 0.01
     skipped_files: tuple[tuple[str, str], ...] = ()
@@ -140,7 +141,7 @@ def _check_footers(footers: list[FileFooter], spec: FeatureSpec, keep_columns: S
 
 
 def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_columns: Sequence[str] | None = None,
-                batch_rows: int = 65536, max_rows_per_split: int = 2_000_000, compression: str = "zstd",
+                batch_rows: int = BATCH_ROWS, max_rows_per_split: int = MAX_ROWS_PER_SPLIT, compression: str = "zstd",
                 overwrite: bool = False, skip_bad_files: bool = False,
                 max_rejected_fraction: float = 0.01, flag_anomalies: bool = False,
                 anomaly_threshold: float | None = None, anomaly_quantile: float | None = None,

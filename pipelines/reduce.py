@@ -27,6 +27,7 @@ import pyarrow as pa
 
 import ae_tf
 from ae_tf.contracts import ReduceManifest
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.embeddings import embedding_array
 from ae_tf.vectors.pca import (
     JSON_NAME,
@@ -104,7 +105,7 @@ class ReducePlan:
     whiten: bool = False
     prefit: PcaFit | None = None  # from --pca-from: no fitting pass
     pca_from: str | None = None
-    batch_rows: int = 65536
+    batch_rows: int = BATCH_ROWS
     compression: str = "zstd"
     run_id: str = ""
 
@@ -133,7 +134,7 @@ def load_pca(path: str) -> PcaFit:
 def plan_reduce(input_pattern: str, output_dir: str, column: str = "embedding",
                 keep_columns: Sequence[str] | None = None, components: int | None = None,
                 variance: float | None = None, fit_sample: float = 1.0, seed: int = 0, whiten: bool = False,
-                pca_from: str | None = None, batch_rows: int = 65536, max_rows_per_split: int = 2_000_000,
+                pca_from: str | None = None, batch_rows: int = BATCH_ROWS, max_rows_per_split: int = MAX_ROWS_PER_SPLIT,
                 compression: str = "zstd", overwrite: bool = False) -> ReducePlan:
     """Check inputs, flags and output before launching; every problem is one line naming the path or flag."""
     vectors = plan_vector_input(input_pattern, column, max_rows_per_split)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import ae_tf
 from ae_tf import storage
 from ae_tf.contracts import EncodeManifest, ModelMetadata
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.model.export import check_model_dir
 from ae_tf.registry.pointer import PointerConflict
 from ae_tf.registry.registry import resolve_model_dir
@@ -73,8 +74,8 @@ def refresh_arg_parser():
                         help="complete version folders kept, the current one included (default: %(default)s)")
     parser.add_argument("--keep-columns", default=None,
                         help="comma-separated columns copied to the output (default: every non-feature column)")
-    parser.add_argument("--batch-rows", type=int, default=65536, help="rows per Arrow batch (default: %(default)s)")
-    parser.add_argument("--max-rows-per-split", type=int, default=2_000_000,
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help="rows per Arrow batch (default: %(default)s)")
+    parser.add_argument("--max-rows-per-split", type=int, default=MAX_ROWS_PER_SPLIT,
                         help="large files are split at row groups into units of about this many rows")
     parser.add_argument("--compression", default="zstd", help="Parquet codec of the shards (default: %(default)s)")
     parser.add_argument("--max-rejected-fraction", type=float, default=0.01,

@@ -14,8 +14,11 @@ from __future__ import annotations
 import argparse
 
 from ae_tf.commands.help import HelpFormatter
+from ae_tf.defaults import default_of
 from ae_tf.errors import OutputExists
 from ae_tf.model.families.config import FAMILY_NAMES, ModelConfig
+from ae_tf.model.sweep import SweepConfig
+from ae_tf.model.train import TrainConfig
 
 DEFAULTS = ModelConfig()
 
@@ -95,16 +98,16 @@ def add_sweep_parser(sub) -> None:
     add_input_arguments(p)
     p.add_argument("--code-sizes", default="2,4,8,16,32", help="comma-separated code sizes to try")
     p.add_argument("--output-dir", required=True, help="directory for code-K/ models, sweep.json and sweep.png")
-    p.add_argument("--tolerance", type=float, default=0.02,
+    p.add_argument("--tolerance", type=float, default=default_of(SweepConfig, "tolerance"),
                    help="chosen: smallest size with error <= best + TOLERANCE x held-out variance")
-    p.add_argument("--max-rows", type=int, default=20_000, help="train/validation rows kept for the PCA comparison")
+    p.add_argument("--max-rows", type=int, default=default_of(SweepConfig, "max_rows"), help="train/validation rows kept for the PCA comparison")
     add_model_arguments(p)
     p.add_argument("--epochs", type=int, default=10, help="epochs per size (short schedule)")
     p.add_argument("--patience", type=int, default=3, help="early-stopping patience per size")
-    p.add_argument("--batch-size", type=int, default=256, help="rows per training step")
-    p.add_argument("--learning-rate", type=float, default=3e-3, help="Adam learning rate")
-    p.add_argument("--validation-fraction", type=float, default=0.1, help="rows held out (the comparison rows)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffling and initial weights")
+    p.add_argument("--batch-size", type=int, default=default_of(TrainConfig, "batch_size"), help="rows per training step")
+    p.add_argument("--learning-rate", type=float, default=default_of(TrainConfig, "learning_rate"), help="Adam learning rate")
+    p.add_argument("--validation-fraction", type=float, default=default_of(TrainConfig, "validation_fraction"), help="rows held out (the comparison rows)")
+    p.add_argument("--seed", type=int, default=default_of(TrainConfig, "seed"), help="seed for the split, shuffling and initial weights")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep in --output-dir")
 
 

@@ -29,8 +29,10 @@ from ae_tf.commands.flags import (
 from ae_tf.commands.help import HelpFormatter
 from ae_tf.commands.registry import add_models_parser, add_retrain_parser, cmd_models, cmd_retrain
 from ae_tf.commands.report import add_report_parser, cmd_report
+from ae_tf.defaults import default_of
 from ae_tf.errors import BUG_LINE, UserError, user_error_in
 from ae_tf.model.quiet_tf import import_tensorflow, quiet_environment
+from ae_tf.model.train import TrainConfig
 
 # Beam programs behind `ae-tf NAME`: the same as `python -m MODULE`.
 PIPELINE_COMMANDS = {
@@ -76,21 +78,21 @@ def add_train_parser(sub) -> None:
     p.add_argument("--code-size", type=int, required=True, help="numbers in each embedding (the bottleneck)")
     p.add_argument("--output", required=True, help="model directory to write (a SavedModel)")
     add_model_arguments(p)
-    p.add_argument("--epochs", type=int, default=20,
+    p.add_argument("--epochs", type=int, default=default_of(TrainConfig, "epochs"),
                    help="maximum passes over the training rows (early stopping may end sooner)")
-    p.add_argument("--batch-size", type=int, default=256, help="rows per training step")
-    p.add_argument("--learning-rate", type=float, default=3e-3,
+    p.add_argument("--batch-size", type=int, default=default_of(TrainConfig, "batch_size"), help="rows per training step")
+    p.add_argument("--learning-rate", type=float, default=default_of(TrainConfig, "learning_rate"),
                    help="Adam learning rate (halved when validation loss stalls for half the patience)")
-    p.add_argument("--min-steps", type=int, default=None,
+    p.add_argument("--min-steps", type=int, default=default_of(TrainConfig, "min_steps"),
                    help="raise the passes of a small dataset to at least this many steps (logged); None: 100 per "
                         "epoch for rows of <= 1,024 values, 0 for larger images; 0: exactly --epochs passes")
-    p.add_argument("--cache", default="auto", choices=["auto", "memory", "none"],
+    p.add_argument("--cache", default=default_of(TrainConfig, "cache"), choices=["auto", "memory", "none"],
                    help="keep decoded rows in memory between passes; auto: when they fit --cache-limit-gb")
-    p.add_argument("--cache-limit-gb", type=float, default=None,
+    p.add_argument("--cache-limit-gb", type=float, default=default_of(TrainConfig, "cache_limit_gb"),
                    help="budget of --cache auto; None: a quarter of physical memory, at most 4")
-    p.add_argument("--validation-fraction", type=float, default=0.1, help="rows held out for validation")
-    p.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
-    p.add_argument("--seed", type=int, default=0, help="seed for the split, shuffling and initial weights")
+    p.add_argument("--validation-fraction", type=float, default=default_of(TrainConfig, "validation_fraction"), help="rows held out for validation")
+    p.add_argument("--patience", type=int, default=default_of(TrainConfig, "patience"), help="epochs without validation improvement before stopping")
+    p.add_argument("--seed", type=int, default=default_of(TrainConfig, "seed"), help="seed for the split, shuffling and initial weights")
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute on a GPU (ignored on CPU)")
     p.add_argument("--checkpoint-dir", default=None, help="checkpoints and run files (default: OUTPUT.run)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model directory")

@@ -14,6 +14,8 @@ import subprocess
 import sys
 
 from ae_tf.commands.help import HelpFormatter
+from ae_tf.defaults import default_of
+from ae_tf.registry.retrain import RetrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +73,11 @@ def add_retrain_parser(sub) -> None:
                    help="Parquet files: a glob or a directory; with --latest-partitions, partition directories")
     p.add_argument("--latest-partitions", type=int, default=None, metavar="N",
                    help="train on the N newest partitions (directories holding the files, newest = last by name)")
-    p.add_argument("--min-improvement", type=float, default=0.01,
+    p.add_argument("--min-improvement", type=float, default=default_of(RetrainConfig, "min_improvement"),
                    help="relative error reduction needed to promote (default: %(default)s = 1%%)")
     p.add_argument("--eval-input", default=None,
                    help="judge both models on these files (default: the rows training held out)")
-    p.add_argument("--eval-rows", type=int, default=100_000, help="at most this many rows are judged (default: %(default)s)")
+    p.add_argument("--eval-rows", type=int, default=default_of(RetrainConfig, "eval_rows"), help="at most this many rows are judged (default: %(default)s)")
     p.add_argument("--then-encode", nargs=2, metavar=("INPUT", "OUTPUT"), default=None,
                    help="after a promotion, encode INPUT into OUTPUT with the new champion")
     p.add_argument("--encode-options", default="",

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-REPORT_DEFAULTS = {"input_rows": 2048, "max_points": 20_000, "seed": 0}
+from ae_tf.defaults import default_of
+from ae_tf.report.report import ReportConfig
 
 
 def add_report_parser(sub) -> None:
@@ -31,12 +32,12 @@ def add_report_parser(sub) -> None:
     p.add_argument("--input", default=None, metavar="GLOB",
                    help="Parquet glob or directory sampled for reconstructions (default: the training inputs "
                         "recorded in the model metadata)")
-    p.add_argument("--input-rows", type=int, default=REPORT_DEFAULTS["input_rows"],
+    p.add_argument("--input-rows", type=int, default=default_of(ReportConfig, "input_rows"),
                    metavar="N", help="input rows sampled and run through the model; image models at most 256 "
                                     "(default: %(default)s)")
-    p.add_argument("--max-points", type=int, default=REPORT_DEFAULTS["max_points"],
+    p.add_argument("--max-points", type=int, default=default_of(ReportConfig, "max_points"),
                    metavar="N", help="embedding rows sampled for the map and the histogram (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=REPORT_DEFAULTS["seed"], help="seed for the row samples (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=default_of(ReportConfig, "seed"), help="seed for the row samples (default: %(default)s)")
     p.add_argument("--color-by", default=None, metavar="COLUMN",
                    help="colour the embedding map by this kept column of --embeddings/--dedup (e.g. a class label)")
 

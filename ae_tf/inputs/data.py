@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ae_tf import storage
+from ae_tf.defaults import BATCH_ROWS
 from ae_tf.errors import InputNotFound
 from ae_tf.inputs.features import (
     IMAGE,
@@ -77,7 +78,7 @@ class ParquetSource:
     spec: FeatureSpec
     validation_fraction: float = 0.1
     seed: int = 0
-    read_rows: int = 65536
+    read_rows: int = BATCH_ROWS
 
     def __post_init__(self) -> None:
         self.num_rows = 0

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ae_tf import interrupts, storage
+from ae_tf.defaults import BATCH_ROWS
 from ae_tf.errors import InvalidInput, OutputExists
 from ae_tf.inputs.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
 from ae_tf.inputs.features import parse_feature_columns
@@ -56,7 +57,7 @@ class TrainConfig:
     patience: int = 5
     seed: int = 0
     mixed_precision: bool = False
-    read_rows: int = 65536
+    read_rows: int = BATCH_ROWS
     shuffle_buffer: int = 100_000
     checkpoint_dir: str | None = None
     overwrite: bool = False

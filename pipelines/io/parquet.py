@@ -26,6 +26,7 @@ from apache_beam.transforms import window
 
 from ae_tf import interrupts
 from ae_tf.contracts import SUCCESS
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.errors import InvalidInput
 from pipelines.io.coders import BATCH, OFFSET_BATCH
 from pipelines.io.output_files import is_local, write_bytes
@@ -109,7 +110,7 @@ def read_footer(path: str) -> FileFooter:
         raise InputError(f"{path}: not a readable Parquet file ({reason})") from None
 
 
-def splits_for(footers: Sequence[FileFooter], max_rows_per_split: int = 2_000_000) -> list[ParquetSplit]:
+def splits_for(footers: Sequence[FileFooter], max_rows_per_split: int = MAX_ROWS_PER_SPLIT) -> list[ParquetSplit]:
     """One split per file, or per run of row groups holding about `max_rows_per_split` rows."""
     splits: list[ParquetSplit] = []
     for footer in footers:
@@ -127,7 +128,7 @@ def splits_for(footers: Sequence[FileFooter], max_rows_per_split: int = 2_000_00
     return splits
 
 
-def plan_splits(files: Sequence[str], max_rows_per_split: int = 2_000_000) -> tuple[list[ParquetSplit], pa.Schema]:
+def plan_splits(files: Sequence[str], max_rows_per_split: int = MAX_ROWS_PER_SPLIT) -> tuple[list[ParquetSplit], pa.Schema]:
     """Read footers only; split big files at row-group boundaries. Returns splits and the first schema."""
     footers = [read_footer(path) for path in files]
     return splits_for(footers, max_rows_per_split), footers[0].schema
@@ -186,7 +187,7 @@ class ReadParquetBatches(beam.PTransform):
     `prefetch` batches are read ahead by a background thread (0: none).
     """
 
-    def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = 65536,
+    def __init__(self, splits: Sequence[ParquetSplit], columns: Sequence[str], batch_rows: int = BATCH_ROWS,
                  with_offsets: bool = False, progress_key: str | None = None, prefetch: int = 0):
         super().__init__()
         self._prefetch = prefetch

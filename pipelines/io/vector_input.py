@@ -16,6 +16,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.embeddings import EMBEDDING
 from ae_tf.inputs.features import (
     VECTOR,
@@ -91,7 +92,7 @@ class VectorInput:
         return matrix
 
 
-def plan_vector_input(pattern: str, column: str = "embedding", max_rows_per_split: int = 2_000_000) -> VectorInput:
+def plan_vector_input(pattern: str, column: str = "embedding", max_rows_per_split: int = MAX_ROWS_PER_SPLIT) -> VectorInput:
     """Match files, plan splits from footers and check the vector column in every file (one-line errors).
 
     A store root (`ae-tf refresh --store`) means the files its CURRENT pointer lists."""
@@ -161,7 +162,7 @@ def _global_row(element, file_starts: dict[str, int], paths: tuple[str, ...]):
 class ReadNumberedBatches(beam.PTransform):
     """PBegin -> (split index, global row number of the first row, pyarrow.RecordBatch), spread over workers."""
 
-    def __init__(self, vectors: VectorInput, columns: Sequence[str], batch_rows: int = 65536,
+    def __init__(self, vectors: VectorInput, columns: Sequence[str], batch_rows: int = BATCH_ROWS,
                  progress_key: str | None = None):
         super().__init__()
         self._vectors = vectors

@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ae_tf.contracts import DedupOutput
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.vectors.duplicates import KEEP_POLICIES
 from ae_tf.vectors.greedy import greedy_representatives, unit_rows32
 from ae_tf.vectors.kmeans import fit_spherical_kmeans, route_rows
@@ -96,7 +97,7 @@ class DedupPlan:
     seed: int = 0
     max_guests: int = 6
     residual_sample: int = 2000
-    batch_rows: int = 65536
+    batch_rows: int = BATCH_ROWS
     compression: str = "zstd"
     run_id: str = ""
 
@@ -258,7 +259,7 @@ def plan_dedup(input_pattern: str, output_dir: str, column: str = "embedding", i
                sweep: str | Sequence[float] | None = (), keep_policy: str = "first",
                priority: Sequence[str] | None = None, clusters: str = "greedy", max_pairs_per_row: int = 0,
                seed: int = 0, partitions: int | None = None, margin: float | None = None, max_guests: int = 6,
-               residual_sample: int = 2000, batch_rows: int = 65536, max_rows_per_split: int = 2_000_000,
+               residual_sample: int = 2000, batch_rows: int = BATCH_ROWS, max_rows_per_split: int = MAX_ROWS_PER_SPLIT,
                compression: str = "zstd", overwrite: bool = False) -> DedupPlan:
     """Check inputs and flags and the output (read-only), place the partitions; one-line errors."""
     if not 0.0 < threshold < 1.0:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import apache_beam as beam
 
 from ae_tf import interrupts
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.errors import user_error_in
 from pipelines.io.parquet import read_manifest, start_output
 from pipelines.runner.gcs_auth import skip_for_options
@@ -28,8 +29,8 @@ def pipeline_arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
 
 def add_output_flags(parser: argparse.ArgumentParser, batch_help: str = "rows per Arrow batch") -> None:
     """Reading, writing and rerun flags that every Parquet-to-Parquet pipeline takes."""
-    parser.add_argument("--batch-rows", type=int, default=65536, help=f"{batch_help} (default: %(default)s)")
-    parser.add_argument("--max-rows-per-split", type=int, default=2_000_000,
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help=f"{batch_help} (default: %(default)s)")
+    parser.add_argument("--max-rows-per-split", type=int, default=MAX_ROWS_PER_SPLIT,
                         help="large files are split at row groups into units of about this many rows (default: %(default)s)")
     parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
