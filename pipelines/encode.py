@@ -63,7 +63,7 @@ from pipelines.io.parquet import (
     utc_now,
     write_manifest,
 )
-from pipelines.parts.inference import AutoencoderModelHandler
+from pipelines.parts.inference import CHECKED, AutoencoderModelHandler
 from pipelines.runner.launch import execute, main_with_summary, prepare_launch
 from pipelines.runner.options import encode_arg_parser, split_args
 
@@ -239,7 +239,8 @@ class _EncodeBatchesDoFn(beam.DoFn):
     batch whose model call fails, instead of failing the job.
 
     The model is loaded once per worker process (Shared, in setup) through AutoencoderModelHandler, the
-    same handler that users can give to Beam's RunInference. Our pipeline calls it directly: RunInference
+    same handler that users can give to Beam's RunInference, and each batch goes through its
+    `run_inference` (with CHECKED). Our pipeline calls the handler directly: the RunInference transform
     would add a batching step and PredictionResult elements that Beam samples by pickling (~10% of a run).
     """
 
@@ -261,7 +262,7 @@ class _EncodeBatchesDoFn(beam.DoFn):
         plan = self._plan
         started = time.perf_counter()
         try:
-            result = self._model.encode_checked(batch)
+            result = next(iter(self._handler.run_inference([batch], self._model, CHECKED))).inference
         except Exception as err:  # routed to the dead letter output; the conservation check still holds
             self._failed.inc()
             yield beam.pvalue.TaggedOutput(REJECTED, rejected_by_model(index, offset, batch, err, plan))

@@ -1,6 +1,8 @@
 """Apply a loaded model directory to Arrow batches: features in, embedding, error and anomaly score out.
 
-Shared by the Beam pipeline, its ModelHandler and the benchmarks' plain loops so all do the same work.
+The one inference path: the Beam ModelHandler (pipelines.parts.inference) wraps it for the encode step,
+and evaluation, the sweep, the report and the benchmarks' plain loops call it directly, so all do the
+same work.
 The model is called on sub-batches of `model_batch_rows` rows (ae_tf.model.batching sizes them from the network
 against a memory budget), whatever the Arrow batch size. For image bytes, models that export
 `prepare_images` decode each file once, inside the model, with a per-row validity flag; a background
@@ -92,6 +94,24 @@ class BatchEncoder:
             return self._call(features)
         parts = [self._call(features[i:i + step]) for i in range(0, len(features), step)]
         return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
+
+    @property
+    def has_anomaly_score(self) -> bool:
+        """The model exports an anomaly score beside the plain error (models from before it do not)."""
+        outputs = (self._fused or self._score).structured_outputs
+        return "anomaly_score" in outputs
+
+    def decode_array(self, embedding: np.ndarray) -> np.ndarray:
+        """Embeddings [rows, k] -> reconstructions (raw scale, or images in [0, 1]), in sub-batches."""
+        import tensorflow as tf
+
+        decode = self.model.signature("decode")
+        step = self.model_batch_rows
+        parts = [decode(embedding=tf.constant(embedding[i:i + step], tf.float32))["reconstruction"].numpy()
+                 for i in range(0, len(embedding), step)]
+        if parts:
+            return np.concatenate(parts)
+        return np.zeros((0, *(self.spec.image.shape if self.spec.kind == IMAGE else (self.spec.width,))), np.float32)
 
     def encode_array(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """float32 [rows, width] (or encoded image bytes [rows]) -> (embedding [rows, k], error [rows])."""

@@ -42,6 +42,7 @@ from ae_tf.contracts import EncodeManifest
 from ae_tf.errors import InvalidInput
 from ae_tf.inputs.features import IMAGE, FeatureSpec
 from ae_tf.model.anomaly import describe_score, score_name
+from ae_tf.model.encoder import BatchEncoder
 from ae_tf.model.export import load_model_dir, read_history, read_metadata
 from ae_tf.report.html import Figure, Table, render
 from ae_tf.report.inputs import (
@@ -169,15 +170,6 @@ def _input_files(config: ReportConfig, metadata: dict) -> tuple[list[str], str]:
     return files, "the training inputs"
 
 
-def _call(signature, output: str, values: np.ndarray, argument: str = "features") -> np.ndarray:
-    """One signature over `values` in chunks of CALL_ROWS rows (bounded memory for image batches)."""
-    import tensorflow as tf
-
-    parts = [signature(**{argument: tf.constant(values[i:i + CALL_ROWS])})[output].numpy()
-             for i in range(0, len(values), CALL_ROWS)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
-
-
 def _shown_originals(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """Originals as the model sees them: images decoded and scaled to [0, 1] by the model's own code."""
     if spec.kind != IMAGE:
@@ -191,17 +183,16 @@ def _shown_originals(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 
 def run_model(config: ReportConfig, spec: FeatureSpec, loaded) -> ModelRun:
-    """Sample input rows and run them through `encode`, `decode` and `score`."""
+    """Sample input rows and run them through the model (ae_tf.model.encoder.BatchEncoder), then `decode`."""
     files, source = _input_files(config, loaded.metadata)
     rows = config.image_rows if spec.kind == IMAGE else config.input_rows
     features, read = input_sample(files, spec, rows, config.seed)
     if len(features) == 0:
         raise Skip(f"no valid rows in {source} ({read} read)")
-    codes = _call(loaded.signature("encode"), "embedding", features)
-    rebuilt = _call(loaded.signature("decode"), "reconstruction", codes, argument="embedding")
-    score = loaded.signature("score")
-    errors = _call(score, "reconstruction_error", features)
-    scores = _call(score, "anomaly_score", features) if "anomaly_score" in score.structured_outputs else None
+    encoder = BatchEncoder(loaded)  # one pass: embedding, error and anomaly score together
+    codes, errors, scores = encoder.encode_array_scored(features)
+    rebuilt = encoder.decode_array(codes)
+    scores = scores if encoder.has_anomaly_score else None
     return ModelRun(features, _shown_originals(features, spec), codes, rebuilt, errors, read,
                     f"{len(features):,} rows sampled from {source}", scores)
 

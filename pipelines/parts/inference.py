@@ -19,6 +19,7 @@ from ae_tf.model.encoder import BatchEncoder
 from ae_tf.model.export import read_metadata
 
 ArrowBatch = pa.RecordBatch | pa.Table
+CHECKED = {"checked": True}  # inference_args of the encode pipeline (AutoencoderModelHandler.run_inference)
 
 
 class AutoencoderModelHandler(ModelHandler[ArrowBatch, PredictionResult, BatchEncoder]):
@@ -49,6 +50,14 @@ class AutoencoderModelHandler(ModelHandler[ArrowBatch, PredictionResult, BatchEn
 
     def run_inference(self, batch: Sequence[ArrowBatch], model: BatchEncoder,
                       inference_args: dict[str, Any] | None = None) -> Iterable[PredictionResult]:
+        """One PredictionResult per Arrow batch. With inference_args CHECKED ({"checked": True}), as the
+        encode pipeline asks, `inference` is the BatchEncoder's CheckedEncoding instead: the outputs of the
+        rows that can be encoded and every row's verdict, so bad rows are routed aside instead of failing."""
+        if inference_args and inference_args.get("checked"):
+            for element in batch:
+                yield PredictionResult(example=element, inference=model.encode_checked(element),
+                                       model_id=model.version)
+            return
         for element in batch:
             if element.num_rows == 0:
                 embedding = np.zeros((0, model.code_size), dtype=np.float32)
