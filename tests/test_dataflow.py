@@ -122,7 +122,7 @@ def test_gpu_preset_reaches_the_job_description(ctx):
 
 
 def test_gpu_without_worker_image_is_one_line_error(ctx, capsys):
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     assert main(["encode", *encode_argv(ctx, "--gpu")]) == 2
     err = capsys.readouterr().err.strip()

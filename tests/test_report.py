@@ -296,7 +296,7 @@ def test_bad_paths_are_clear_errors(vector_model, vector_data, embeddings, tmp_p
 
 
 def test_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys):
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     assert main(["report", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -305,8 +305,9 @@ def test_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_cli_report_prints_the_page_and_figures(vector_model, vector_data, tmp_path, capsys):
-    from ae_tf.commands.main import build_parser
-    from ae_tf.commands.report import REPORT_DEFAULTS, cmd_report
+    from ae_tf.commands.report import REPORT_DEFAULTS
+    from ae_tf.commands.report import run as cmd_report
+    from ae_tf_cli import build_parser
 
     defaults = {f.name: f.default for f in dataclasses.fields(ReportConfig)}
     assert {name: defaults[name] for name in REPORT_DEFAULTS} == REPORT_DEFAULTS  # --help shows the real ones
