@@ -26,7 +26,7 @@ from PIL import Image
 
 from ae_tf.embeddings import embedding_array, embedding_matrix
 from ae_tf.model.export import ModelDirError
-from ae_tf.report import plots
+from ae_tf.report import embedding_map, plots
 from ae_tf.report.inputs import ReportInputError
 from ae_tf.report.report import ReportConfig, make_report
 from pipelines import encode
@@ -340,7 +340,7 @@ def test_figure_branches_without_a_model():
         with Image.open(io.BytesIO(png)) as image:
             assert image.size == (plots.FIGURES[name].width, plots.FIGURES[name].height), name
     data = rng.normal(size=(500, 4)) * [5.0, 2.0, 0.1, 0.1]
-    points, ratio = plots.pca_2d(data @ np.linalg.qr(rng.normal(size=(4, 4)))[0])
+    points, ratio = embedding_map.pca_2d(data @ np.linalg.qr(rng.normal(size=(4, 4)))[0])
     assert ratio[0] > ratio[1] > 0.1 and ratio.sum() > 0.99
     assert abs(np.corrcoef(points.T)[0, 1]) < 1e-6  # principal components are uncorrelated
 
