@@ -28,7 +28,7 @@ from pipelines.runner.options import encode_arg_parser, split_args
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METADATA = ROOT / "deploy" / "dataflow" / "metadata.json"
 IMAGE = "us-central1-docker.pkg.dev/my-project/ae-tf/dataflow-worker:0.1.0"
-# DESIGN.md: the flags under which Dataflow translation runs offline.
+# The flags under which Dataflow translation runs offline (no project, no credentials, no upload).
 DRY_RUN = ["--runner=DataflowRunner", "--project=my-project", "--region=us-central1",
            "--temp_location=gs://my-bucket/tmp", "--staging_location=gs://my-bucket/staging",
            "--no_auth", "--dry_run=True", "--sdk_location=container"]
