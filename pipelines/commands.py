@@ -6,6 +6,7 @@ never load Beam. ae_tf_cli joins these rows to ae_tf's own (ae_tf.commands.main.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 
 from ae_tf.commands import Command
@@ -41,10 +42,22 @@ def _refresh() -> ModuleType:
     return refresh
 
 
+def _check_encode(argv: Sequence[str]) -> None:
+    from ae_tf.commands.precheck import check_encode_args
+
+    check_encode_args(argv)
+
+
+def _check_demo(argv: Sequence[str]) -> None:
+    from ae_tf.commands.precheck import check_demo_args
+
+    check_demo_args(argv)
+
+
 ENCODE = Command("encode", _encode, "batch-encode Parquet into embedding Parquet (Beam pipeline)",
-                 own_flags=True, tensorflow=True)
+                 own_flags=True, tensorflow=True, precheck=_check_encode)
 DEMO = Command("demo", _demo, "make demo data, train, export, encode and report on it end to end",
-               own_flags=True, tensorflow=True)
+               own_flags=True, tensorflow=True, precheck=_check_demo)
 REDUCE = Command("reduce", _reduce, "PCA-reduce embedding Parquet; saves the fit (Beam pipeline)", own_flags=True)
 DEDUP = Command("dedup", _dedup, "find exact and near-duplicate rows of embedding Parquet (Beam pipeline)",
                 own_flags=True)

@@ -8,7 +8,7 @@ builds the parser and dispatches from whatever table it is given, so nothing in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -25,3 +25,5 @@ class Command:
     help: str = ""  # shown in `ae-tf --help` for own_flags commands (the others give it to add_parser)
     own_flags: bool = False  # the module's main(argv) parses its flags (Beam's options pass through it)
     tensorflow: bool = False  # runs a model in this process: TensorFlow is imported once the flags are checked
+    # own_flags commands: light checks of paths and columns before Beam and TensorFlow load (not for --help)
+    precheck: Callable[[Sequence[str]], None] | None = None

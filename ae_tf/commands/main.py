@@ -96,10 +96,10 @@ def _dispatch(commands: Sequence[Command], argv: list[str]) -> int:
     by_name = {command.name: command for command in commands}
     command = by_name.get(argv[0]) if argv else None
     if command is not None and command.own_flags:
-        from ae_tf.commands.precheck import check_pipeline_args
-
-        check_pipeline_args(command.name, argv[1:])  # bad paths and columns: an error before Beam and TensorFlow
-        if command.tensorflow and not {"-h", "--help"} & set(argv[1:]):
+        wants_help = bool({"-h", "--help"} & set(argv[1:]))
+        if command.precheck is not None and not wants_help:
+            command.precheck(argv[1:])  # bad paths and columns: an error before Beam and TensorFlow
+        if command.tensorflow and not wants_help:
             import_tensorflow()
         return int(command.load().main(argv[1:]) or 0)
     parser = build_parser(commands)
