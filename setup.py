@@ -47,7 +47,8 @@ setup(
     description="Keras autoencoders exported as SavedModels, and Beam pipelines that encode Parquet into embeddings.",
     python_requires=">=3.10,<3.13",
     packages=find_packages(include=["ae_tf", "ae_tf.*", "pipelines", "pipelines.*"]),
+    py_modules=["ae_tf_cli"],  # the command table above both packages (docs/ARCHITECTURE.md)
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["ae-tf=ae_tf.commands.main:main"]},
+    entry_points={"console_scripts": ["ae-tf=ae_tf_cli:main"]},
 )

@@ -92,7 +92,7 @@ def main() -> None:
             results: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
             for _ in range(args.repeats):
                 for name, (m, i, o) in runs.items():
-                    argv = [sys.executable, "-m", "ae_tf.commands.main", "encode", "--model", m, "--input", i,
+                    argv = [sys.executable, "-m", "ae_tf_cli", "encode", "--model", m, "--input", i,
                             "--output", o, "--overwrite", "--progress-interval", "0"]
                     results[name].append(timed_command(argv, env))
             rows = sum(1 for _ in storage.glob(f"{root}/out-b/part-*.parquet"))

@@ -76,8 +76,9 @@ def child(mode: str, data_dir: str, kind: str, size: int, epochs: int, out: str)
 
     timer = PassTimer()
     if mode == "fit":
-        from ae_tf.inputs.data import TRAIN, open_source
+        from ae_tf.inputs.data import TRAIN
         from ae_tf.inputs.input_cache import load_part
+        from ae_tf.inputs.sources import open_source
         from ae_tf.model.families import build_model, input_layer
 
         config = config_for(data_dir, kind, size, epochs, "memory", out)

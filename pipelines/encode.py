@@ -392,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.commands.main import main as cli_main
+    from ae_tf.commands.main import run_alone
+    from pipelines.commands import ENCODE
 
-    sys.exit(cli_main(["encode", *sys.argv[1:]]))
+    sys.exit(run_alone(ENCODE))  # this pipeline's own row: flags checked, one-line errors, no CLI table

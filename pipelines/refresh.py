@@ -258,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from ae_tf.commands.main import main as cli_main
+    from ae_tf.commands.main import run_alone
+    from pipelines.commands import REFRESH
 
-    sys.exit(cli_main(["refresh", *sys.argv[1:]]))
+    sys.exit(run_alone(REFRESH))  # this pipeline's own row: flags checked, one-line errors, no CLI table

@@ -35,7 +35,7 @@ class Probe:
         return getattr(self.inner, name)
 
 sys.stderr = Probe(sys.stderr)
-from ae_tf.commands.main import main
+from ae_tf_cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -111,7 +111,7 @@ def test_user_errors_come_before_tensorflow_is_imported(tmp_path, vector_model):
 def test_help_reads_well(capsys):
     """Defaults only where they say something, a description for every model command, and --version."""
     import ae_tf
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     for command in ("train", "sweep", "retrain", "report", "tfds-to-parquet", "demo"):
         with pytest.raises(SystemExit):

@@ -28,7 +28,7 @@ from pipelines.runner.options import encode_arg_parser, split_args
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 METADATA = ROOT / "deploy" / "dataflow" / "metadata.json"
 IMAGE = "us-central1-docker.pkg.dev/my-project/ae-tf/dataflow-worker:0.1.0"
-# DESIGN.md: the flags under which Dataflow translation runs offline.
+# The flags under which Dataflow translation runs offline (no project, no credentials, no upload).
 DRY_RUN = ["--runner=DataflowRunner", "--project=my-project", "--region=us-central1",
            "--temp_location=gs://my-bucket/tmp", "--staging_location=gs://my-bucket/staging",
            "--no_auth", "--dry_run=True", "--sdk_location=container"]
@@ -122,7 +122,7 @@ def test_gpu_preset_reaches_the_job_description(ctx):
 
 
 def test_gpu_without_worker_image_is_one_line_error(ctx, capsys):
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     assert main(["encode", *encode_argv(ctx, "--gpu")]) == 2
     err = capsys.readouterr().err.strip()

@@ -266,7 +266,7 @@ def test_bad_inputs_fail_before_any_output(data, tmp_path):
 
 
 def test_cli_runs_dedup_with_a_sweep(data, tmp_path, capsys):
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     input_dir, x = data
     assert main(["dedup", "--input", input_dir, "--output", str(tmp_path / "out"), "--keep", "closest-to-centroid",

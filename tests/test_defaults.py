@@ -6,12 +6,12 @@ import dataclasses
 
 import pytest
 
-from ae_tf.commands.main import build_parser
 from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT, default_of
 from ae_tf.model.sweep import SweepConfig
 from ae_tf.model.train import TrainConfig
 from ae_tf.registry.retrain import RetrainConfig
 from ae_tf.report.report import ReportConfig
+from ae_tf_cli import build_parser
 
 TRAIN = ["train", "--input", "x", "--features", "a", "--code-size", "2", "--output", "o"]
 CASES = [

@@ -117,9 +117,7 @@ def test_demo_replaces_only_its_own_folder(tmp_path):
     with pytest.raises(FileExistsError, match="thesis.tex, which the demo did not write"):
         demo.clear_workdir(str(mine))
     assert (mine / "thesis.tex").read_text() == "keep me"
-    from ae_tf.commands.main import (
-        main,  # `ae-tf demo` refuses it before TensorFlow loads, with a one-line error
-    )
+    from ae_tf_cli import main  # `ae-tf demo` refuses it before TensorFlow loads, with a one-line error
 
     assert main(["demo", "--workdir", str(mine)]) == 2 and (mine / "thesis.tex").exists()
     assert "DELETED and replaced" in " ".join(demo.demo_arg_parser().format_help().split())

@@ -21,8 +21,8 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
-from ae_tf.commands.main import build_parser
-from ae_tf.commands.registry import EXIT_KEPT
+from ae_tf.commands.retrain import EXIT_KEPT
+from ae_tf_cli import build_parser
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

@@ -7,7 +7,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-import ae_tf.commands.main as cli
+import ae_tf.commands.report as report_command
+import ae_tf_cli as cli
 from ae_tf.errors import BUG_LINE, InputNotFound, InvalidInput, OutputExists, UserError, user_error_in
 from ae_tf.inputs.features import FeatureError
 from ae_tf.model.export import ModelDirError
@@ -28,7 +29,7 @@ def _fail_with(error: BaseException):
 
 
 def test_cli_user_error_is_one_line_exit_2(monkeypatch, capsys):
-    monkeypatch.setattr(cli, "cmd_report", _fail_with(InvalidInput("data.parquet: column 'x' not found")))
+    monkeypatch.setattr(report_command, "run", _fail_with(InvalidInput("data.parquet: column 'x' not found")))
     assert cli.main(["report", "--model", "m", "--output", "o"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == ["ae-tf: error: data.parquet: column 'x' not found"]
 
@@ -36,7 +37,7 @@ def test_cli_user_error_is_one_line_exit_2(monkeypatch, capsys):
 @pytest.mark.parametrize("error", [ValueError("operands could not be broadcast"), KeyError("embedding"),
                                    FileNotFoundError("/tmp/x")])
 def test_cli_anything_else_is_a_bug_with_its_traceback(monkeypatch, capsys, error):
-    monkeypatch.setattr(cli, "cmd_report", _fail_with(error))
+    monkeypatch.setattr(report_command, "run", _fail_with(error))
     assert cli.main(["report", "--model", "m", "--output", "o"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0] == "Traceback (most recent call last):" and err[-1] == BUG_LINE

@@ -9,12 +9,12 @@ import pytest
 import tensorflow as tf
 from conftest import ROWS, WIDTH, low_rank_rows, read_output
 
-from ae_tf.commands.main import main as cli_main
 from ae_tf.embeddings import embedding_matrix
 from ae_tf.inputs.features import FeatureError, FeatureSpec
 from ae_tf.model.export import read_metadata
 from ae_tf.model.families import FAMILIES, FAMILY_NAMES, Autoencoder, ModelConfig, Standardize, build_model
 from ae_tf.model.train import make_train_config, train
+from ae_tf_cli import main as cli_main
 from pipelines import encode
 
 TINY = {"epochs": 3, "batch_size": 64, "hidden": "16", "learning_rate": 3e-3, "read_rows": 256,

@@ -18,9 +18,9 @@ from conftest import ROWS
 from gcs_emulator import emulator_honours_preconditions, upload_tree
 
 from ae_tf import storage
-from ae_tf.commands.main import main
 from ae_tf.model.export import MARKER, read_metadata
 from ae_tf.registry.registry import PromotionConflict, Registry
+from ae_tf_cli import main
 
 
 def read_gcs_table(directory: str) -> pa.Table:

@@ -17,7 +17,7 @@ import time
 import pytest
 from conftest import ROWS
 
-from ae_tf.commands.main import main
+from ae_tf_cli import main
 
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -25,7 +25,7 @@ EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 def interrupt_at(argv: list[str], moment: str, signum: int, timeout: float = 240) -> tuple[int, float, str]:
     """Run `ae-tf ARGV` until it pauses at `moment`, send `signum`; (exit code, seconds to exit, stderr)."""
     env = {**os.environ, "AE_TF_PAUSE_AT": moment, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen([sys.executable, "-m", "ae_tf.commands.main", *argv], env=env, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([sys.executable, "-m", "ae_tf_cli", *argv], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     lines, deadline = [], time.monotonic() + timeout
     for line in process.stderr:

@@ -164,7 +164,7 @@ def test_bad_inputs_fail_before_any_output(data, tmp_path):
 
 
 def test_cli_runs_reduce_and_reports_errors_in_one_line(data, tmp_path, capsys):
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     input_dir, x = data
     assert main(["reduce", "--input", input_dir, "--output", str(tmp_path / "out"), "--components", "3"]) == 0

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import train_tiny
 
-from ae_tf.commands.main import main as cli
 from ae_tf.registry.pointer import LocalPointer, PointerConflict, PointerError, Snapshot, open_pointer
 from ae_tf.registry.registry import POINTER, PromotionConflict, Registry, RegistryError, resolve_model_dir
+from ae_tf_cli import main as cli
 
 
 @pytest.fixture(scope="module")

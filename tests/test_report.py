@@ -26,7 +26,7 @@ from PIL import Image
 
 from ae_tf.embeddings import embedding_array, embedding_matrix
 from ae_tf.model.export import ModelDirError
-from ae_tf.report import plots
+from ae_tf.report import embedding_map, plots
 from ae_tf.report.inputs import ReportInputError
 from ae_tf.report.report import ReportConfig, make_report
 from pipelines import encode
@@ -296,7 +296,7 @@ def test_bad_paths_are_clear_errors(vector_model, vector_data, embeddings, tmp_p
 
 
 def test_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys):
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     assert main(["report", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -305,8 +305,8 @@ def test_cli_bad_model_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_cli_report_prints_the_page_and_figures(vector_model, vector_data, tmp_path, capsys):
-    from ae_tf.commands.main import build_parser
-    from ae_tf.commands.report import cmd_report
+    from ae_tf.commands.report import run as cmd_report
+    from ae_tf_cli import build_parser
 
     defaults = {f.name: f.default for f in dataclasses.fields(ReportConfig)}
     parsed = vars(build_parser().parse_args(["report", "--model", "m", "--output", "o"]))
@@ -341,7 +341,7 @@ def test_figure_branches_without_a_model():
         with Image.open(io.BytesIO(png)) as image:
             assert image.size == (plots.FIGURES[name].width, plots.FIGURES[name].height), name
     data = rng.normal(size=(500, 4)) * [5.0, 2.0, 0.1, 0.1]
-    points, ratio = plots.pca_2d(data @ np.linalg.qr(rng.normal(size=(4, 4)))[0])
+    points, ratio = embedding_map.pca_2d(data @ np.linalg.qr(rng.normal(size=(4, 4)))[0])
     assert ratio[0] > ratio[1] > 0.1 and ratio.sum() > 0.99
     assert abs(np.corrcoef(points.T)[0, 1]) < 1e-6  # principal components are uncorrelated
 

@@ -17,9 +17,9 @@ import time
 import pytest
 from conftest import write_vector_dataset
 
-from ae_tf.commands.main import main as cli
-from ae_tf.commands.registry import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_KEPT, EXIT_PROMOTED
+from ae_tf.commands.retrain import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_KEPT, EXIT_PROMOTED
 from ae_tf.registry.registry import POINTER, STAGING, Registry
+from ae_tf_cli import main as cli
 
 TINY = ["--hidden", "16", "--batch-size", "64", "--seed", "0"]
 GOOD = [*TINY, "--epochs", "6", "--learning-rate", "0.003"]
@@ -121,7 +121,7 @@ def test_killed_retrain_leaves_the_registry_unchanged(good_registry, copy_of, ve
     root = copy_of(good_registry)
     before = snapshot(root)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ae_tf.commands.main", "retrain", "--registry", root, "--input", f"{vector_data}/*.parquet",
+        [sys.executable, "-m", "ae_tf_cli", "retrain", "--registry", root, "--input", f"{vector_data}/*.parquet",
          *TINY, "--epochs", "500", "--patience", "500"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     staging = os.path.join(root, STAGING)

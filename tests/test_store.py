@@ -45,7 +45,7 @@ def current(store) -> dict:
 
 
 def cli(*args, env=None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ae_tf.commands.main", *map(str, args)], cwd=ROOT, text=True,
+    return subprocess.Popen([sys.executable, "-m", "ae_tf_cli", *map(str, args)], cwd=ROOT, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
@@ -97,7 +97,7 @@ def test_refresh_encodes_only_new_files_and_drops_deleted_ones(tmp_path, vector_
     # A file that is not Parquet: one line naming it, non-zero, CURRENT untouched.
     before = current(store)
     (data / "day-9.parquet").write_bytes(b"not parquet at all")
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     assert main(["refresh", "--model", str(model), "--input", f"{data}/*.parquet", "--store", str(store)]) == 2
     err = capsys.readouterr().err.strip()
@@ -161,7 +161,7 @@ def test_two_concurrent_refreshes_one_wins_the_other_stops_cleanly(tmp_path, vec
         time.sleep(0.01)
     assert winner.poll() is None, winner.communicate()[1][-1500:]
 
-    from ae_tf.commands.main import main
+    from ae_tf_cli import main
 
     assert main(["refresh", "--model", model, "--input", f"{data}/*.parquet", "--store", str(store)]) == 2
     message = capsys.readouterr().err.strip()

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import write_vector_dataset
 
-from ae_tf.commands.main import main as cli_main
 from ae_tf.model.sweep import SweepResult, choose_size, parse_code_sizes, pca_errors
+from ae_tf_cli import main as cli_main
 
 
 def test_choose_size_takes_the_smallest_within_tolerance():

@@ -10,13 +10,13 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from conftest import read_output
 
-from ae_tf.commands.main import main as cli_main
 from ae_tf.embeddings import embedding_matrix
 from ae_tf.inputs.data import TRAIN, VALIDATION
 from ae_tf.inputs.features import IMAGE
 from ae_tf.inputs.images import ImageRequest
 from ae_tf.inputs.tfds_source import TfdsSource, parse_tfds_name
 from ae_tf.model.export import read_metadata
+from ae_tf_cli import main as cli_main
 from pipelines import encode
 
 MOCK_ROWS = 96

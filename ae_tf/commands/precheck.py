@@ -123,13 +123,3 @@ def check_demo_args(argv: Sequence[str]) -> None:
         check_workdir(p.parse_known_args(list(argv))[0].workdir)
     except SystemExit:  # a malformed flag: the demo's parser says what is wrong
         return
-
-
-PIPELINE_CHECKS = {"encode": check_encode_args, "demo": check_demo_args}
-
-
-def check_pipeline_args(command: str, argv: Sequence[str]) -> None:
-    """The light checks of a pipeline command, if it has any (none when help is asked for)."""
-    check = PIPELINE_CHECKS.get(command)
-    if check is not None and not {"-h", "--help"} & set(argv):
-        check(argv)

@@ -1,7 +1,6 @@
 """`ae-tf report`: the flags and the handler (the work is in ae_tf.report.report).
 
-Kept apart from ae_tf.commands.main so that the command's parser stays small and the report's dependencies
-(matplotlib, an optional extra) are imported only when the command runs.
+The report's dependencies (matplotlib, an optional extra) are imported only when the command runs.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from ae_tf.defaults import default_of
 from ae_tf.report.report import ReportConfig
 
 
-def add_report_parser(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser(
         "report", help="PNG figures and one self-contained HTML page about a model and its outputs",
         description="Write loss curves, reconstructions, an embedding map, the reconstruction-error "
@@ -42,7 +41,7 @@ def add_report_parser(sub) -> None:
                    help="colour the embedding map by this kept column of --embeddings/--dedup (e.g. a class label)")
 
 
-def cmd_report(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ae_tf.commands.precheck import local_model_metadata
     from ae_tf.model.quiet_tf import import_tensorflow
     from ae_tf.report.report import ReportConfig, make_report

@@ -4,7 +4,7 @@ Nothing here holds the whole dataset in memory: files are read batch by batch, t
 is a deterministic per-row draw (same rows every epoch), and normalisation statistics are accumulated in
 one streaming pass. Image columns stream their stored bytes (or pixel arrays); tf.data decodes them in
 parallel with the same functions the SavedModel runs (ae_tf.inputs.images). TensorFlow Datasets by name go
-through ae_tf.inputs.tfds_source, which offers the same interface; `open_source` picks one.
+through ae_tf.inputs.tfds_source, which offers the same interface; `open_source` (ae_tf.inputs.sources) picks one.
 """
 
 from __future__ import annotations
@@ -242,19 +242,6 @@ def image_request(model) -> object | None:
     if not (wants_conv or model.image_size or model.channels):
         return None
     return ImageRequest(model.image_size, model.channels, 2 ** len(model.filters) if wants_conv else 1)
-
-
-def open_source(config):
-    """The training input of a TrainConfig: Parquet files (`input`) or a TFDS dataset (`tfds`)."""
-    request = image_request(config.model)
-    if getattr(config, "tfds", None):
-        from ae_tf.inputs.tfds_source import TfdsSource
-
-        return TfdsSource.open(config.tfds, config.tfds_data_dir, config.features, request,
-                               config.validation_fraction, config.seed)
-    files = match_files(config.input)
-    spec = resolve_spec(files, config.features, request)
-    return ParquetSource(files, spec, config.validation_fraction, config.seed, config.read_rows)
 
 
 @dataclasses.dataclass

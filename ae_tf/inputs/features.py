@@ -6,53 +6,34 @@ the same numbers. It works on whole Arrow batches: no Python object per row.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ae_tf.errors import InvalidInput
+from ae_tf.inputs import images
+from ae_tf.inputs.arrays import column as _column
+from ae_tf.inputs.arrays import numeric_features_to_array
+from ae_tf.inputs.arrays import numeric_values as _numeric_values
+from ae_tf.inputs.image_validity import image_row_validity
+from ae_tf.inputs.images import image_features
+from ae_tf.inputs.spec import (
+    IMAGE,
+    SCALARS,
+    VECTOR,
+    FeatureError,
+    FeatureSpec,
+    ImageRequest,
+    ImageSpec,
+    RowCheck,
+)
 
-if TYPE_CHECKING:
-    from ae_tf.inputs.images import ImageRequest, ImageSpec
-
-VECTOR = "vector"
-SCALARS = "scalars"
-IMAGE = "image"  # one column of encoded image bytes or pixel arrays; see ae_tf.inputs.images
-
-
-class FeatureError(InvalidInput):
-    """Input data that cannot become model features; the message names the column (and row)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FeatureSpec:
-    """Which columns feed the model and how: one list column of `width` numbers, or `width` scalar columns,
-    or one image column (`image` says its geometry and storage; `width` is then height*width*channels)."""
-
-    kind: str
-    columns: tuple[str, ...]
-    width: int
-    image: ImageSpec | None = None
-
-    def to_dict(self) -> dict:
-        data = {"kind": self.kind, "columns": list(self.columns), "width": self.width}
-        if self.image is not None:
-            data["image"] = self.image.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> FeatureSpec:
-        image = None
-        if data.get("image"):
-            from ae_tf.inputs.images import ImageSpec
-
-            image = ImageSpec.from_dict(data["image"])
-        return cls(kind=data["kind"], columns=tuple(data["columns"]), width=int(data["width"]), image=image)
-
+# The spec types live in ae_tf.inputs.spec (below images and the numeric conversion); these names stay
+# importable from here, where every caller has always found them.
+__all__ = ["IMAGE", "SCALARS", "VECTOR", "FeatureError", "FeatureSpec", "ImageRequest", "ImageSpec", "RowCheck",
+           "check_finite", "check_schema", "features_to_array", "infer_feature_spec", "numeric_features_to_array",
+           "parse_feature_columns", "validate_rows"]
 
 def parse_feature_columns(text: str | Sequence[str]) -> list[str]:
     """`--features a,b,c` or a list -> clean column names."""
@@ -93,8 +74,6 @@ def infer_feature_spec(
         raise FeatureError(
             f"{source}: feature column {missing[0]!r} not found; columns are: {', '.join(schema.names)}"
         )
-    from ae_tf.inputs import images
-
     if any(images.is_bytes_type(schema.field(c).type) for c in columns) or image is not None:
         if len(columns) != 1:
             raise FeatureError(f"{source}: an image column must be the only feature column, got {', '.join(columns)}")
@@ -148,58 +127,14 @@ def check_schema(schema: pa.Schema, spec: FeatureSpec, source: str = "input") ->
             raise FeatureError(f"{source}: column {name!r} is {dtype}, the model expects a number")
 
 
-def _column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:
-    col = batch.column(name)
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
-    return col
-
-
-def _first_bad_row(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
-
-
 def features_to_array(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, source: str = "input") -> np.ndarray:
     """Arrow batch -> float32 matrix [rows, spec.width]; raises FeatureError naming column and row.
 
     Image features give what the SavedModel takes: an object array of encoded bytes, or float32 pixels.
     """
     if spec.kind == IMAGE:
-        from ae_tf.inputs.images import image_features
-
         return image_features(_column(batch, spec.columns[0]), spec, source)
-    if spec.kind == VECTOR:
-        name = spec.columns[0]
-        col = _column(batch, name)
-        if col.null_count:
-            row = _first_bad_row(col.is_null().to_numpy(zero_copy_only=False))
-            raise FeatureError(f"{source}: column {name!r} is null at row {row}")
-        if not pa.types.is_fixed_size_list(col.type):
-            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-            if len(lengths) and (lengths != spec.width).any():
-                row = _first_bad_row(lengths != spec.width)
-                raise FeatureError(
-                    f"{source}: column {name!r} row {row} holds {lengths[row]} numbers, expected {spec.width}"
-                )
-        elif col.type.list_size != spec.width:
-            raise FeatureError(f"{source}: column {name!r} holds {col.type.list_size} numbers per row, expected {spec.width}")
-        values = col.flatten()
-        if values.null_count:
-            row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0]) // spec.width
-            raise FeatureError(f"{source}: column {name!r} has a null value inside row {row}")
-        matrix = values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        return matrix.reshape(len(col), spec.width)
-    out = np.empty((batch.num_rows, spec.width), dtype=np.float32)
-    for j, name in enumerate(spec.columns):
-        col = _column(batch, name)
-        if col.null_count:
-            row = _first_bad_row(col.is_null().to_numpy(zero_copy_only=False))
-            raise FeatureError(f"{source}: column {name!r} is null at row {row}")
-        values, not_numeric = _numeric_values(col)
-        if not_numeric.any():
-            raise FeatureError(f"{source}: column {name!r} row {_first_bad_row(not_numeric)} is not a number")
-        out[:, j] = values
-    return out
+    return numeric_features_to_array(batch, spec, source)
 
 
 def check_finite(matrix: np.ndarray, spec: FeatureSpec, source: str = "input") -> None:
@@ -211,39 +146,9 @@ def check_finite(matrix: np.ndarray, spec: FeatureSpec, source: str = "input") -
         raise FeatureError(f"{source}: column {name!r} row {row} is {matrix[row, col]} (not a finite number)")
 
 
-@dataclasses.dataclass
-class RowCheck:
-    """Per-row verdict for one batch: `valid` mask and, for invalid rows, a short reason."""
-
-    valid: np.ndarray
-    reasons: np.ndarray  # object array, None where valid
-
-    @property
-    def all_valid(self) -> bool:
-        return bool(self.valid.all())
-
-
 def _reject(reasons: np.ndarray, mask: np.ndarray, reason: str) -> None:
     """Record `reason` for rows in `mask` that have no reason yet (the first problem found wins)."""
     reasons[mask & np.equal(reasons, None)] = reason
-
-
-def _numeric_values(col: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Column -> (float64 values, mask of values that are not numbers); strings are parsed."""
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        try:
-            return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), np.zeros(len(col), dtype=bool)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            values = np.full(len(col), np.nan)
-            bad = np.zeros(len(col), dtype=bool)
-            for i, text in enumerate(col.to_pylist()):  # slow path, only for a batch with a bad string
-                try:
-                    values[i] = float(text) if text is not None else np.nan
-                except ValueError:
-                    bad[i] = True
-            return values, bad
-    values = col.to_numpy(zero_copy_only=False)
-    return values.astype(np.float64, copy=False), np.zeros(len(col), dtype=bool)
 
 
 def validate_rows(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, decode_images: bool = True) -> RowCheck:
@@ -253,8 +158,6 @@ def validate_rows(batch: pa.RecordBatch | pa.Table, spec: FeatureSpec, decode_im
     check them unless `decode_images` is False (the model's own decode pass will flag them instead).
     """
     if spec.kind == IMAGE:
-        from ae_tf.inputs.image_validity import image_row_validity
-
         return image_row_validity(_column(batch, spec.columns[0]), spec, decode=decode_images)
     n = batch.num_rows
     reasons = np.full(n, None, dtype=object)

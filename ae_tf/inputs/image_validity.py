@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ae_tf.inputs.features import FeatureSpec, RowCheck
 from ae_tf.inputs.images import ARRAY, ImageSpec, bytes_column, image_decoder
+from ae_tf.inputs.spec import FeatureSpec, RowCheck
 
 # Leading bytes of the formats TensorFlow's decode_image reads.
 _SIGNATURES = {

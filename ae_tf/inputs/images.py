@@ -16,7 +16,6 @@ ae_tf.inputs.image_validity names the reason, so a pipeline can route such rows 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -24,75 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ae_tf.inputs.features import IMAGE, VECTOR, FeatureError, FeatureSpec, features_to_array
+from ae_tf.inputs.arrays import numeric_features_to_array
+from ae_tf.inputs.spec import ARRAY, BYTES, IMAGE, VECTOR, FeatureError, FeatureSpec, ImageRequest, ImageSpec
 
-BYTES = "bytes"
-ARRAY = "array"
+__all__ = ["ARRAY", "BYTES", "ImageRequest", "ImageSpec"]  # defined in ae_tf.inputs.spec, importable here too
+
 MAX_DEFAULT_SIDE = 256  # a default image size taken from the data is capped here; --image-size overrides
-
-@dataclasses.dataclass(frozen=True)
-class ImageSpec:
-    """Geometry of the images a model sees, and how they are stored in the input column."""
-
-    height: int
-    width: int
-    channels: int
-    encoding: str = BYTES
-    source_shape: tuple[int, int, int] | None = None  # array encoding: (h, w, c) of each stored row
-    value_max: float = 255.0  # array encoding: the stored value that means full intensity
-
-    def __post_init__(self) -> None:
-        if self.height < 1 or self.width < 1:
-            raise FeatureError(f"image size must be positive, got {self.height}x{self.width}")
-        if self.channels not in (1, 3):
-            raise FeatureError(f"images must have 1 (grey) or 3 (RGB) channels, got {self.channels}")
-        if self.encoding not in (BYTES, ARRAY):
-            raise FeatureError(f"image encoding must be {BYTES!r} or {ARRAY!r}, got {self.encoding!r}")
-        if self.encoding == ARRAY and (self.source_shape is None or len(self.source_shape) != 3):
-            raise FeatureError("array-encoded images need source_shape (height, width, channels)")
-        if self.value_max <= 0:
-            raise FeatureError(f"value_max must be positive, got {self.value_max}")
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return (self.height, self.width, self.channels)
-
-    @property
-    def size(self) -> int:
-        return self.height * self.width * self.channels
-
-    @property
-    def input_width(self) -> int:
-        """Numbers per row in the stored column (array encoding only)."""
-        return int(np.prod(self.source_shape)) if self.source_shape else 0
-
-    def to_dict(self) -> dict:
-        data = {"height": self.height, "width": self.width, "channels": self.channels, "encoding": self.encoding}
-        if self.encoding == ARRAY:
-            data.update(source_shape=list(self.source_shape), value_max=self.value_max)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ImageSpec:
-        source = data.get("source_shape")
-        return cls(int(data["height"]), int(data["width"]), int(data["channels"]), data.get("encoding", BYTES),
-                   tuple(int(s) for s in source) if source else None, float(data.get("value_max", 255.0)))
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageRequest:
-    """What the user asked for (`--image-size`, `--channels`); None means: take it from the data."""
-
-    size: tuple[int, int] | None = None
-    channels: int | None = None
-    multiple_of: int = 1  # a conv model halves the size once per layer: the size must divide evenly
-
-    def __post_init__(self) -> None:
-        if self.size is not None and min(self.size) < 1:
-            raise FeatureError(f"--image-size must be positive, got {self.size}")
-        if self.channels not in (None, 1, 3):
-            raise FeatureError(f"--channels must be 1 or 3, got {self.channels}")
-
 
 def parse_image_size(text: str | int | Sequence[int] | None) -> tuple[int, int] | None:
     """`--image-size 64` or `64x48` (height x width) -> (height, width)."""
@@ -246,7 +182,7 @@ def image_features(column: pa.Array | pa.ChunkedArray, spec: FeatureSpec, source
     name = spec.columns[0]
     if spec.image.encoding == ARRAY:
         vector = FeatureSpec(VECTOR, (name,), spec.image.input_width)
-        return features_to_array(pa.table({name: column}), vector, source=source)
+        return numeric_features_to_array(pa.table({name: column}), vector, source=source)
     data = bytes_column(column)
     if data.null_count:
         row = int(np.flatnonzero(data.is_null().to_numpy(zero_copy_only=False))[0])

@@ -24,7 +24,8 @@ import numpy as np
 
 from ae_tf import storage
 from ae_tf.errors import InvalidInput, OutputExists
-from ae_tf.inputs.data import TRAIN, VALIDATION, open_source
+from ae_tf.inputs.data import TRAIN, VALIDATION
+from ae_tf.inputs.sources import open_source
 from ae_tf.model.train import TrainConfig, train
 
 log = logging.getLogger(__name__)

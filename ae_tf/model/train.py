@@ -19,10 +19,11 @@ import numpy as np
 from ae_tf import interrupts, storage
 from ae_tf.defaults import BATCH_ROWS
 from ae_tf.errors import InvalidInput, OutputExists
-from ae_tf.inputs.data import TRAIN, VALIDATION, fingerprint, open_source, resolve_spec  # noqa: F401 (re-exported)
+from ae_tf.inputs.data import TRAIN, VALIDATION, fingerprint, resolve_spec  # noqa: F401 (re-exported)
 from ae_tf.inputs.features import parse_feature_columns
 from ae_tf.inputs.images import parse_image_size
 from ae_tf.inputs.input_cache import CACHE_MODES
+from ae_tf.inputs.sources import open_source
 from ae_tf.model.anomaly import quantile_table
 from ae_tf.model.anomaly_score import fit_parameters, granularity_for, score_outputs
 from ae_tf.model.export import model_dir_exists

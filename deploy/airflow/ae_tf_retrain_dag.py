@@ -24,7 +24,7 @@ try:  # Airflow 3
 except ImportError:  # Airflow 2
     from airflow.operators.bash import BashOperator
 
-EXIT_KEPT = 3  # ae_tf.commands.registry.EXIT_KEPT
+EXIT_KEPT = 3  # ae_tf.commands.retrain.EXIT_KEPT
 
 RETRAIN_COMMAND = (
     "ae-tf retrain --registry gs://my-bucket/ae-tf/registry"

@@ -1,6 +1,6 @@
 """A Beam ModelHandler for ae-tf model directories, usable with Beam's own `RunInference`.
 
-Beam's stock TF handlers cannot load Keras 3 SavedModels (see DESIGN.md), so this one loads the directory
+Beam's stock TF handlers cannot load Keras 3 SavedModels, so this one loads the directory
 with `tf.saved_model.load` (through ae_tf) and calls its `encode_and_score` signature. Elements are whole
 Arrow batches (pyarrow.RecordBatch or Table): one model call per batch, no Python object per row.
 """

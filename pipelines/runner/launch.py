@@ -4,7 +4,6 @@ clean one-line failures, reading the manifest back, and the printed summary.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -12,29 +11,17 @@ from collections.abc import Callable, Sequence
 import apache_beam as beam
 
 from ae_tf import interrupts
-from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
 from ae_tf.errors import user_error_in
 from pipelines.io.parquet import read_manifest, start_output
 from pipelines.runner.gcs_auth import skip_for_options
-from pipelines.runner.options import add_progress_flag, local_runner_if_unset, pipeline_options
+from pipelines.runner.options import (  # noqa: F401 (the flag helpers are importable from here too)
+    BEAM_OPTIONS_EPILOG,
+    add_output_flags,
+    local_runner_if_unset,
+    pipeline_arg_parser,
+    pipeline_options,
+)
 from pipelines.runner.progress import local_progress
-
-BEAM_OPTIONS_EPILOG = ("Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
-                       "--temp_location gs://B/tmp. Without --runner the local in-process runner is used.")
-
-
-def pipeline_arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=prog, description=description, epilog=BEAM_OPTIONS_EPILOG)
-
-
-def add_output_flags(parser: argparse.ArgumentParser, batch_help: str = "rows per Arrow batch") -> None:
-    """Reading, writing and rerun flags that every Parquet-to-Parquet pipeline takes."""
-    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help=f"{batch_help} (default: %(default)s)")
-    parser.add_argument("--max-rows-per-split", type=int, default=MAX_ROWS_PER_SPLIT,
-                        help="large files are split at row groups into units of about this many rows (default: %(default)s)")
-    parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
-    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
-    add_progress_flag(parser)
 
 
 @dataclasses.dataclass

@@ -1,7 +1,7 @@
 """Command-line options of the pipelines: our own flags via argparse, everything else to Beam.
 
 Local runs default to Beam's in-process runner chosen explicitly, so nothing tries to download a runner
-binary (see DESIGN.md); `--runner DataflowRunner ...` and other Beam options pass straight through.
+binary; `--runner DataflowRunner ...` and other Beam options pass straight through.
 """
 
 from __future__ import annotations
@@ -11,10 +11,27 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
+from ae_tf.defaults import BATCH_ROWS, MAX_ROWS_PER_SPLIT
+
+BEAM_OPTIONS_EPILOG = ("Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P --region R "
+                       "--temp_location gs://B/tmp. Without --runner the local in-process runner is used.")
+
+
+def pipeline_arg_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=BEAM_OPTIONS_EPILOG)
+
+
+def add_output_flags(parser: argparse.ArgumentParser, batch_help: str = "rows per Arrow batch") -> None:
+    """Reading, writing and rerun flags that every Parquet-to-Parquet pipeline takes."""
+    parser.add_argument("--batch-rows", type=int, default=BATCH_ROWS, help=f"{batch_help} (default: %(default)s)")
+    parser.add_argument("--max-rows-per-split", type=int, default=MAX_ROWS_PER_SPLIT,
+                        help="large files are split at row groups into units of about this many rows (default: %(default)s)")
+    parser.add_argument("--compression", default="zstd", help="Parquet codec of the output (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --output")
+    add_progress_flag(parser)
+
 
 def encode_arg_parser() -> argparse.ArgumentParser:
-    from pipelines.runner.launch import add_output_flags, pipeline_arg_parser
-
     parser = pipeline_arg_parser(
         "ae-tf encode", "Encode Parquet rows into embedding Parquet with an ae-tf model directory (a Beam pipeline).")
     parser.add_argument("--model", required=True,

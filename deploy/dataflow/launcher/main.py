@@ -6,7 +6,7 @@ Template parameters arrive as `--name=value` (names are identifiers, booleans ar
 
 import sys
 
-from ae_tf.commands.main import main
+from ae_tf_cli import main
 from pipelines.runner.dataflow import flex_template_argv
 from pipelines.runner.options import encode_arg_parser
 
