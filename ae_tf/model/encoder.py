@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pyarrow as pa
 
-from ae_tf.inputs.features import IMAGE, FeatureError, FeatureSpec, RowCheck, features_to_array, validate_rows
+from ae_tf.inputs.features import IMAGE, FeatureError, RowCheck, features_to_array, validate_rows
 from ae_tf.inputs.images import BYTES, bytes_column
 from ae_tf.model.batching import auto_model_batch_rows
 from ae_tf.model.export import LoadedModel, load_model_dir
@@ -50,8 +50,9 @@ class BatchEncoder:
 
     def __init__(self, model: LoadedModel, model_batch_rows: int | None = None, memory_mb: float | None = None):
         self.model = model
-        self.spec = FeatureSpec.from_dict(model.metadata["feature_spec"])
-        self.code_size = int(model.metadata["code_size"])
+        contract = model.contract
+        self.spec = contract.spec
+        self.code_size = int(contract.code_size)
         self.model_batch_rows = model_batch_rows or auto_model_batch_rows(model.metadata, memory_mb)
         signatures = model.saved_model.signatures
         self._fused = signatures.get("encode_and_score")

@@ -86,7 +86,7 @@ def _collect(arrays, spec: FeatureSpec, max_rows: int, source: str) -> Sample:
 
 
 def _check_features(model: LoadedModel, sample: Sample) -> None:
-    spec = FeatureSpec.from_dict(model.metadata["feature_spec"])
+    spec = model.contract.spec
     if (spec.kind, spec.columns, spec.width) != (sample.spec.kind, sample.spec.columns, sample.spec.width):
         raise EvaluationError(
             f"{model.path}: takes {spec.kind} features {','.join(spec.columns)} (width {spec.width}), the "

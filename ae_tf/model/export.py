@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -219,9 +220,14 @@ class LoadedModel:
     saved_model: object
     metadata: dict
 
+    @functools.cached_property
+    def contract(self) -> ModelMetadata:
+        """The metadata, typed (ae_tf.contracts.ModelMetadata)."""
+        return ModelMetadata.from_dict(self.metadata, source=self.path)
+
     @property
     def version(self) -> str:
-        return self.metadata["model_version"]
+        return self.contract.model_version
 
     def signature(self, name: str):
         try:
