@@ -15,6 +15,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import read_output
 
+from ae_tf.contracts import DatasetManifest, DedupOutput, DedupSummary
 from ae_tf.embeddings import embedding_array, embedding_matrix
 from ae_tf.vectors.duplicates import connected_components, priority_keys
 from ae_tf.vectors.greedy import decision_margin, greedy_representatives, unit_rows32
@@ -274,6 +275,9 @@ def test_cli_runs_dedup_with_a_sweep(data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"rows       {len(x):,} in" in out and "sweep      >= 0.9" in out
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert DedupSummary.from_dict(summary).to_dict() == summary and summary["format"] == DedupSummary.FORMAT
+    for name in DedupOutput.DATASETS:  # each dataset's own _SUCCESS is a DatasetManifest (ae_tf.contracts)
+        DatasetManifest.from_json((tmp_path / "out" / name / "_SUCCESS").read_text(), source=name)
     check_invariants(x, annotated_by_row(tmp_path / "out"))
     by_threshold = {s["threshold"]: s["rows_kept"] for s in summary["sweep"]}
     assert by_threshold[0.9] < summary["rows_kept"] < by_threshold[0.99]

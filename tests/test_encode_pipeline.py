@@ -14,6 +14,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from conftest import ROWS, SCALAR_FEATURES, WIDTH, read_output
 
+from ae_tf.contracts import EncodeManifest
 from ae_tf.embeddings import MODEL_VERSION_KEY, embedding_matrix
 from ae_tf.model.export import read_metadata
 from pipelines import encode
@@ -61,6 +62,8 @@ def test_vector_output_matches_in_memory_model_and_contract(vector_model, vector
     assert sum(s["rows"] for s in manifest["shards"]) == ROWS
     assert manifest["reconstruction_error"]["mean"] == pytest.approx(float(expected_error.mean()), rel=1e-4)
     assert sorted(os.listdir(tmp_path / "out")) == sorted([MANIFEST] + [s["file"] for s in manifest["shards"]])
+    written = EncodeManifest.from_json((tmp_path / "out" / MANIFEST).read_text(), source="_SUCCESS")
+    assert written.to_dict() == manifest and manifest["format"] == EncodeManifest.FORMAT  # ae_tf.contracts
 
 
 def test_scalar_features_and_explicit_keep_columns(scalar_model, scalar_data, tmp_path):

@@ -14,6 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from conftest import read_output
 from sklearn.decomposition import PCA
 
+from ae_tf.contracts import ReduceManifest
 from ae_tf.embeddings import MODEL_VERSION_KEY, embedding_array, embedding_matrix
 from ae_tf.vectors.pca import Moments, PcaFit, fit_pca, fit_sample_mask
 from pipelines import reduce
@@ -85,6 +86,8 @@ def test_fit_and_output_match_scikit_learn(data, tmp_path):
     assert manifest["pca"]["n_components"] == 4 and manifest["pca"]["fit_rows"] == len(x)
     assert sorted(os.listdir(tmp_path / "out")) == sorted(
         ["_SUCCESS", "_pca", *[f"part-{i:05d}-of-00003.parquet" for i in range(3)]])
+    written = ReduceManifest.from_json((tmp_path / "out" / "_SUCCESS").read_text(), source="_SUCCESS")
+    assert written.to_dict() == manifest and manifest["format"] == ReduceManifest.FORMAT  # ae_tf.contracts
 
 
 def test_variance_fraction_picks_components_like_scikit_learn(data, tmp_path):
