@@ -7,10 +7,13 @@ that callers caught before (ValueError, FileNotFoundError...), so `except ValueE
 
 Beam keeps an exception's type when a step raises it in-process (it re-raises the same class with the
 step's name appended, the original as its context), so `user_error_in` finds a UserError raised inside a
-pipeline by walking the exception chain.
+pipeline by walking the exception chain. A multi-process or remote runner sends only the worker's text;
+then the last "ClassName: message" line naming a UserError class is rebuilt as that class.
 """
 
 from __future__ import annotations
+
+import re
 
 BUG_LINE = "ae-tf: this is a bug in ae-tf, not in your input; please report it with the traceback above"
 
@@ -51,3 +54,21 @@ def user_error_in(err: BaseException | None) -> UserError | None:
             found = err
         err = err.__cause__ or err.__context__
     return found
+
+
+def _user_error_classes(base: type[UserError] = UserError) -> dict[str, type[UserError]]:
+    found = {base.__name__: base}
+    for sub in base.__subclasses__():
+        found.update(_user_error_classes(sub))
+    return found
+
+
+def user_error_in_text(err: BaseException) -> UserError | None:
+    """A worker's UserError that reached us only as text (multi-process or remote runners), else None."""
+    classes = _user_error_classes()
+    names = "|".join(sorted(map(re.escape, classes), key=len, reverse=True))
+    hits = re.findall(rf"(?<![\w])(?:[\w]+\.)*({names}): (.+)", str(err))
+    if not hits:
+        return None
+    name, message = hits[-1]
+    return classes[name](message.strip().rstrip("'\" ").replace("\\n", " ").split(" [while running")[0])

@@ -9,7 +9,15 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 import ae_tf.commands.report as report_command
 import ae_tf_cli as cli
-from ae_tf.errors import BUG_LINE, InputNotFound, InvalidInput, OutputExists, UserError, user_error_in
+from ae_tf.errors import (
+    BUG_LINE,
+    InputNotFound,
+    InvalidInput,
+    OutputExists,
+    UserError,
+    user_error_in,
+    user_error_in_text,
+)
 from ae_tf.inputs.features import FeatureError
 from ae_tf.model.export import ModelDirError
 from pipelines.encode import TooManyRejectedRows
@@ -55,3 +63,13 @@ def test_a_user_error_raised_in_a_beam_step_comes_back_by_type():
     assert isinstance(found, InputError)
     assert str(found) == "part-0.parquet: row 3: column 'vec' has NaN"  # the original, without Beam's step name
     assert user_error_in(RuntimeError("InputError: looks like one")) is None  # no message parsing
+
+
+def test_a_worker_user_error_that_arrives_as_text_is_rebuilt_by_class_name():
+    """Multi-process and remote runners send only the worker's traceback text."""
+    text = ("Traceback (most recent call last):\n  File \"worker.py\", line 1\n"
+            "pipelines.io.parquet.InputError: data/a.parquet: column 'x' is missing [while running 'Read']\n")
+    found = user_error_in_text(RuntimeError(text))
+    assert isinstance(found, InputError)
+    assert str(found) == "data/a.parquet: column 'x' is missing"
+    assert user_error_in_text(RuntimeError("ValueError: shapes (3,) and (4,) not aligned")) is None

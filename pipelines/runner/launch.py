@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import apache_beam as beam
 
 from ae_tf import interrupts
-from ae_tf.errors import user_error_in
+from ae_tf.errors import user_error_in, user_error_in_text
 from pipelines.io.parquet import read_manifest, start_output
 from pipelines.runner.gcs_auth import skip_for_options
 from pipelines.runner.options import (  # noqa: F401 (the flag helpers are importable from here too)
@@ -67,7 +67,7 @@ def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir
         with local_progress(progress_key, label, launch.local, progress_interval):
             pipeline.run().wait_until_finish()
     except Exception as err:
-        clean = user_error_in(err)  # Beam keeps a step's exception type; the innermost copy has our message
+        clean = user_error_in(err) or user_error_in_text(err)  # in-process Beam keeps the type; others send text
         if clean is None:
             raise
         raise clean from None
