@@ -50,6 +50,7 @@ from pipelines.dedup_fixups import (
     SumFn,
     answer_queries,
 )
+from pipelines.dedup_members import SettleSplitDoFn, redecide_members
 from pipelines.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
 from pipelines.dedup_plan import (
     ANNOTATED,
@@ -183,15 +184,27 @@ class DedupParquet(beam.PTransform):
         sample = decided.sample | "ResidualSample" >> beam.CombineGlobally(
             KeptSampleFn(plan.residual_sample, plan.vectors.width))
         corrections = (answered.corrections, rechecked.corrections) | "AllCorrections" >> beam.Flatten()
-        annotated = (
+        settled = (
             {"decisions": decided.decisions, "corrections": corrections}
             | "JoinDecisions" >> beam.CoGroupByKey()
+            | "SettleSplits" >> beam.ParDo(SettleSplitDoFn(plan), merges_view).with_outputs("members",
+                                                                                           main="decisions")
+        )
+        members = (
+            settled.members
+            | "GroupMembers" >> beam.GroupByKey()
+            | "RedecideMembers" >> beam.FlatMap(redecide_members, plan, merges_view).with_outputs(
+                "pairs", main="corrections")
+        )
+        annotated = (
+            {"decisions": settled.decisions, "corrections": members.corrections}
+            | "JoinMemberDecisions" >> beam.CoGroupByKey()
             | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), beam.pvalue.AsSingleton(sample),
                                           beam.pvalue.AsSingleton(merged), merges_view).with_outputs(
                 DEDUPLICATED, "counts", "pairs", main=ANNOTATED)
         )
         pairs = (
-            (decided.pairs, answered.pairs, rechecked.pairs)
+            (decided.pairs, answered.pairs, rechecked.pairs, members.pairs)
             | "AllPairs" >> beam.Flatten()
             | "DropMergedPairs" >> beam.FlatMap(drop_merged_pairs, merges_view)
         )
