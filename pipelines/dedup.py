@@ -16,7 +16,10 @@ Flow (every element is a whole array or Arrow batch; keys are partition or split
 3. A removed row whose representative was a guest is confirmed against the representative's own
    decision (a join on splits); if that one was removed, the row takes its fallback or is checked again
    in the representative's partition (pipelines.dedup_fixups).
-4. Every split is read again and annotated from its decisions (a join on splits, sized by the split);
+4. The kept rows alone are routed by coarser centroids and deduplicated again: a kept row covered by an
+   earlier kept row of another partition is merged into it (pipelines.dedup_merge); the rows that had
+   joined a merged row are read again and decided again there (pipelines.dedup_members).
+5. Every split is read again and annotated from its decisions (a join on splits, sized by the split);
    a sample of kept rows is checked exactly against all kept rows (the residual-duplicate rate).
 
 Outputs under OUT_DIR, each a directory of part-*.parquet shards with its own `_SUCCESS`:
