@@ -42,6 +42,14 @@ DATASETS = {"sparse": ("sparse", 32), "catalogue": ("catalogue", 32), "digits8":
 
 
 def peak_mb() -> float:
+    """This process's own peak RSS: VmHWM (ru_maxrss carries the parent's RSS over a fork and exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
