@@ -5,8 +5,9 @@
 
 Datasets (benchmarks/dedup_data.py): `sparse` (the earlier benchmark's planted pairs in clustered 32-d
 rows), `catalogue` (32-d, power-law cluster sizes + random-walk chains + exact copies), `digits8` and
-`digits16` (the demo's jittered digits as PCA codes of size 8 and 16). For each dataset and size, each in a
-fresh subprocess so that peak memory is that run's max RSS:
+`digits16` (the demo's jittered digits encoded by trained dense ae_tf autoencoders, code size 8 and 16;
+the models are trained once per workdir). For each dataset and size, each in a fresh subprocess so
+that peak memory is that run's max RSS:
   (a) `pipelines.dedup` on the local in-process runner, default flags, threshold 0.95;
   (b) faiss exact range search (IndexFlatIP on normalised rows, radius 0.95) over the same rows; above
       --faiss-all-rows rows, --faiss-queries random queries against all rows, time extrapolated linearly;
@@ -43,6 +44,14 @@ DATASETS = {"sparse": ("sparse", 32), "catalogue": ("catalogue", 32), "digits8":
 
 
 def peak_mb() -> float:
+    """This process's own peak RSS: VmHWM (ru_maxrss carries the parent's RSS over a fork and exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -122,7 +131,7 @@ def prepare(root: str, name: str, rows: int) -> tuple[str, np.ndarray]:
     kind, dim = DATASETS[name]
     work = os.path.join(root, f"{name}-{rows}")
     if not os.path.exists(os.path.join(work, "matrix.npy")):
-        matrix = make_rows(kind, rows, dim)
+        matrix = make_rows(kind, rows, dim, root=root)
         write_parquet(os.path.join(work, "data"), matrix)
         np.save(os.path.join(work, "matrix.npy"), matrix)
     return work, np.load(os.path.join(work, "matrix.npy"))

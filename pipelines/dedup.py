@@ -16,7 +16,10 @@ Flow (every element is a whole array or Arrow batch; keys are partition or split
 3. A removed row whose representative was a guest is confirmed against the representative's own
    decision (a join on splits); if that one was removed, the row takes its fallback or is checked again
    in the representative's partition (pipelines.parts.dedup_fixups).
-4. Every split is read again and annotated from its decisions (a join on splits, sized by the split);
+4. The kept rows alone are routed by coarser centroids and deduplicated again: a kept row covered by an
+   earlier kept row of another partition is merged into it (pipelines.parts.dedup_merge); the rows that had
+   joined a merged row are read again and decided again there (pipelines.parts.dedup_members).
+5. Every split is read again and annotated from its decisions (a join on splits, sized by the split);
    a sample of kept rows is checked exactly against all kept rows (the residual-duplicate rate).
 
 Outputs under OUT_DIR, each a directory of part-*.parquet shards with its own `_SUCCESS`:
@@ -53,6 +56,7 @@ from pipelines.parts.dedup_fixups import (
     SumFn,
     answer_queries,
 )
+from pipelines.parts.dedup_members import SettleSplitDoFn, redecide_members
 from pipelines.parts.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
 from pipelines.parts.dedup_plan import (
     ANNOTATED,
@@ -184,15 +188,27 @@ class DedupParquet(beam.PTransform):
         sample = decided.sample | "ResidualSample" >> beam.CombineGlobally(
             KeptSampleFn(plan.residual_sample, plan.vectors.width))
         corrections = (answered.corrections, rechecked.corrections) | "AllCorrections" >> beam.Flatten()
-        annotated = (
+        settled = (
             {"decisions": decided.decisions, "corrections": corrections}
             | "JoinDecisions" >> beam.CoGroupByKey()
+            | "SettleSplits" >> beam.ParDo(SettleSplitDoFn(plan), merges_view).with_outputs("members",
+                                                                                           main="decisions")
+        )
+        members = (
+            settled.members
+            | "GroupMembers" >> beam.GroupByKey()
+            | "RedecideMembers" >> beam.FlatMap(redecide_members, plan, merges_view).with_outputs(
+                "pairs", main="corrections")
+        )
+        annotated = (
+            {"decisions": settled.decisions, "corrections": members.corrections}
+            | "JoinMemberDecisions" >> beam.CoGroupByKey()
             | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), beam.pvalue.AsSingleton(sample),
                                           beam.pvalue.AsSingleton(merged), merges_view).with_outputs(
                 DEDUPLICATED, "counts", "pairs", main=ANNOTATED)
         )
         pairs = (
-            (decided.pairs, answered.pairs, rechecked.pairs)
+            (decided.pairs, answered.pairs, rechecked.pairs, members.pairs)
             | "AllPairs" >> beam.Flatten()
             | "DropMergedPairs" >> beam.FlatMap(drop_merged_pairs, merges_view)
         )

@@ -197,6 +197,44 @@ def test_chain_ends_do_not_share_a_kept_row(tmp_path):
     assert connected["cluster_mode"] == "connected" and connected["rows_kept"] < summary["rows_kept"]
 
 
+def near(x: np.ndarray, cosine: np.ndarray, rng) -> np.ndarray:
+    """Rows at exactly `cosine` to the rows of x (same norm), in random directions."""
+    d = rng.normal(size=x.shape)
+    d -= (np.sum(d * x, 1) / np.sum(x * x, 1))[:, None] * x
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    c = np.asarray(cosine)[:, None]
+    return c * x + np.sqrt(1 - c**2) * np.linalg.norm(x, axis=1, keepdims=True) * d
+
+
+def test_kept_rows_with_members_merge_across_partitions(tmp_path):
+    """Pairs of groups whose centres are at 0.96 land in different partitions (no guests): both centres
+    are kept at home with members of their own. The merge must remove one and re-decide its members."""
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(60, DIM))
+    b = near(a, np.full(60, 0.96), rng)
+    centres = np.concatenate([a, b])
+    members = near(np.repeat(centres, 6, axis=0), rng.uniform(0.985, 0.995, 720), rng)
+    x = np.concatenate([centres, members, rng.normal(size=(300, DIM))]).astype(np.float32)  # centres first
+    write_rows(tmp_path / "in", x, files=2)
+    args = ("--partitions", "8", "--margin", "0", "--max-guests", "0", "--residual-sample", "5000")
+    summary = dedup.run(dedup_args(tmp_path / "in", tmp_path / "out", *args))
+    frame = annotated_by_row(tmp_path / "out")
+    check_invariants(x, frame)
+    parts = summary["partitions"]
+    assert parts["kept_rows_merged"] > 0 and parts["guest_rows"] == 0
+    kept = np.flatnonzero(frame["keep"].to_numpy())
+    units = x[kept] / np.linalg.norm(x[kept], axis=1, keepdims=True)
+    sims = units.astype(np.float64) @ units.T.astype(np.float64)
+    np.fill_diagonal(sims, -1)
+    assert not (sims >= T).any()  # no kept row is left with a kept duplicate, not even a merged row's member
+    assert summary["checks"]["residual_duplicates"]["with_kept_duplicate"] == 0
+    pairs = pd.read_parquet(tmp_path / "out" / "pairs")
+    assert len(pairs) == len(x) - len(kept) and (pairs["similarity"] >= T).all()
+    assert set(pairs["id_a"]) <= {f"row-{i}" for i in kept}
+    dedup.run(dedup_args(tmp_path / "in", tmp_path / "again", *args))
+    pd.testing.assert_frame_equal(frame, annotated_by_row(tmp_path / "again"))
+
+
 def test_dense_cluster_output_is_bounded(tmp_path):
     rng = np.random.default_rng(6)
     centre = rng.normal(size=DIM)

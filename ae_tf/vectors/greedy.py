@@ -122,7 +122,9 @@ def greedy_representatives(units: np.ndarray, threshold: float, extra_per_row: i
     kept_set = _KeptSet(width)
     lo = 0
     while lo < n:
-        hi = min(n, lo + max(CHUNK, BLOCK_ENTRIES // max(kept_set.size, 1)))
+        # rows kept inside a block are compared with the block's rows too, so the block stays small while
+        # few rows are kept: every product below is at most about BLOCK_ENTRIES entries
+        hi = min(n, lo + max(CHUNK, BLOCK_ENTRIES // max(kept_set.size, 4 * CHUNK)))
         block = units[lo:hi]
         before = kept_set.size
         if before:
@@ -166,13 +168,16 @@ def greedy_representatives(units: np.ndarray, threshold: float, extra_per_row: i
         removed = np.flatnonzero(~kept[lo:hi])
         if added and len(removed):
             new_rows = kept_set.rows[before:kept_set.size]
-            s = kept_set.product(units[lo + removed], before)
-            s[new_rows[None, :] >= (lo + removed)[:, None]] = -np.inf  # only earlier rows count
-            a = s.argmax(axis=1)
-            value = s[np.arange(len(removed)), a]
-            better = value > best[lo + removed]
-            best[lo + removed[better]] = value[better]
-            rep[lo + removed[better]] = new_rows[a[better]]
+            step = max(1, BLOCK_ENTRIES // added)
+            for r in range(0, len(removed), step):
+                part = removed[r:r + step]
+                s = kept_set.product(units[lo + part], before)
+                s[new_rows[None, :] >= (lo + part)[:, None]] = -np.inf  # only earlier rows count
+                a = s.argmax(axis=1)
+                value = s[np.arange(len(part)), a]
+                better = value > best[lo + part]
+                best[lo + part[better]] = value[better]
+                rep[lo + part[better]] = new_rows[a[better]]
         if extra_per_row and len(removed):
             columns = kept_set.rows[:kept_set.size]
             s = kept_set.product(units[lo + removed])

@@ -22,7 +22,7 @@ from ae_tf.vectors.duplicates import (
     max_similarity_to,
     recheck_orphans,
 )
-from ae_tf.vectors.greedy import cosine64, decision_margin, unit_rows32
+from ae_tf.vectors.greedy import unit_rows32
 from pipelines.io.parquet import METRICS_NAMESPACE, InputError, open_parquet
 from pipelines.parts.dedup_merge import Merges
 from pipelines.parts.dedup_plan import DEDUPLICATED, DedupPlan
@@ -38,14 +38,31 @@ class Corrections:
     representative: np.ndarray
     similarity: np.ndarray  # float32 cosine to the representative (NaN when kept)
     exact: np.ndarray
+    mark: int = -2  # written to Decisions.fallback: -2 settled across partitions, -3 member of a merged row
 
 
-def _by_split(corrections: Corrections, plan: DedupPlan):
+def apply_corrections(decisions: Decisions, fixes) -> tuple[np.ndarray, np.ndarray]:
+    """Corrections -> decisions, in place (a row is corrected at most once by each step, later steps
+    last); returns (order, rows sorted) to find rows in them."""
+    order = np.argsort(decisions.rows)
+    rows_sorted = decisions.rows[order]
+    for fix in fixes:
+        at = order[np.searchsorted(rows_sorted, fix.rows)]
+        decisions.representative[at] = fix.representative
+        decisions.kept[at] = fix.representative == fix.rows
+        decisions.max_similarity[at] = fix.similarity
+        decisions.exact[at] = fix.exact
+        decisions.guest_representative[at] = False
+        decisions.fallback[at] = fix.mark
+    return order, rows_sorted
+
+
+def by_split(corrections: Corrections, plan: DedupPlan):
     split = plan.split_of(corrections.rows)
     for s in np.unique(split):
         idx = np.flatnonzero(split == s)
         yield int(s), Corrections(corrections.rows[idx], corrections.representative[idx],
-                                  corrections.similarity[idx], corrections.exact[idx])
+                                  corrections.similarity[idx], corrections.exact[idx], corrections.mark)
 
 
 def answer_queries(element, plan: DedupPlan):
@@ -66,7 +83,7 @@ def answer_queries(element, plan: DedupPlan):
         take = np.flatnonzero(lost & has)
         if len(take):
             fb = query.fallback.take(take)
-            yield from _by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
+            yield from by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
             yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + split,
                                                      query.fallback_pairs.take(pa.array(take))))
         orphan = np.flatnonzero(lost & ~has)
@@ -101,7 +118,7 @@ class RecheckOrphansDoFn(beam.DoFn):
         rep_at = order[np.searchsorted(every.rows[order], rep)]
         exact = ~now_kept & (every.hashes[rep_at] == orphan_rows.hashes)
         sims = np.where(now_kept, np.nan, similarity).astype(np.float32)
-        yield from _by_split(Corrections(orphan_rows.rows, rep, sims, exact), plan)
+        yield from by_split(Corrections(orphan_rows.rows, rep, sims, exact), plan)
         stay = np.flatnonzero(now_kept)
         yield beam.pvalue.TaggedOutput("kept", (part, RowBlock(orphan_rows.take(stay), orphan_ids.take(pa.array(stay)),
                                                                np.isin(orphan_rows.rows[stay], rep[~now_kept]))))
@@ -141,17 +158,9 @@ class AnnotateSplitDoFn(beam.DoFn):
         plan = self._plan
         decided = list(grouped["decisions"])
         decisions = Decisions.concat(decided) if decided else None
-        order = np.argsort(decisions.rows) if decisions is not None else np.zeros(0, dtype=np.int64)
-        rows_sorted = decisions.rows[order] if decisions is not None else np.zeros(0, dtype=np.int64)
-        if decisions is not None:
-            for fix in grouped["corrections"]:  # a row is corrected at most once: by its fallback or a recheck
-                at = order[np.searchsorted(rows_sorted, fix.rows)]
-                decisions.representative[at] = fix.representative
-                decisions.kept[at] = fix.representative == fix.rows
-                decisions.max_similarity[at] = fix.similarity
-                decisions.exact[at] = fix.exact
-                decisions.guest_representative[at] = False
-                decisions.fallback[at] = -2  # marks a corrected row
+        order = rows_sorted = np.zeros(0, dtype=np.int64)
+        if decisions is not None:  # settled decisions, then the re-decided members of merged rows
+            order, rows_sorted = apply_corrections(decisions, grouped["corrections"])
         info = plan.vectors.splits[split]
         start = int(plan.split_starts[split])
         counts = SplitCounts(residual_best=np.full(len(sample.rows), -np.inf))
@@ -165,6 +174,8 @@ class AnnotateSplitDoFn(beam.DoFn):
                 start += batch.num_rows
         except (pa.ArrowException, OSError) as err:
             raise InputError(f"{info.path}: cannot read Parquet data ({str(err).splitlines()[0]})") from err
+        gone, _ = merges.find(sample.rows)  # sampled kept rows merged away: not kept, so not checked
+        counts.residual_best[gone] = np.nan
         yield beam.pvalue.TaggedOutput("counts", counts)
 
     def _annotate(self, split, batch, start, rows_sorted, order, decisions, sample, counts, merged, merges):
@@ -196,6 +207,7 @@ class AnnotateSplitDoFn(beam.DoFn):
             corrected = decisions.fallback[idx] == -2
             counts.corrected += int(corrected.sum())
             counts.corrected_kept += int((corrected & keep).sum())
+            counts.merged_members_kept += int(((decisions.fallback[idx] == -3) & keep).sum())
             counts.exact_removed += int((exact & ~keep).sum())
         if len(sample.rows) and keep.any():
             if units is None:
@@ -217,33 +229,34 @@ class AnnotateSplitDoFn(beam.DoFn):
 
 
     def _apply_merges(self, split, batch, wanted, units, cluster, keep, similarity, exact, merges: Merges, counts):
-        """Kept rows merged into an earlier kept row follow it; so do their members at >= threshold to it,
-        the others are kept. Yields the new pairs ("pairs")."""
+        """Kept rows merged into an earlier kept row follow it; their members join the most similar of the
+        merged row's candidates at >= threshold, or are kept. Yields the new pairs ("pairs")."""
         plan = self._plan
         merged, at = merges.find(wanted)
         merged &= keep
         keep[merged], cluster[merged] = False, merges.targets[at[merged]]
         similarity[merged], exact[merged] = merges.similarity[at[merged]], merges.exact[at[merged]]
+        target = np.where(merged, merges.target[at], -1)
         member, via = merges.find(cluster)
         member &= ~keep & ~merged
         moved = np.zeros(len(wanted), dtype=bool)
         if member.any():
             rows = np.flatnonzero(member)
-            sims = cosine64(units[rows], merges.target_units[via[rows]])
-            ok = sims >= plan.threshold + decision_margin(units.shape[1])
-            moved[rows[ok]] = True
-            cluster[rows[ok]], similarity[rows[ok]] = merges.targets[via[rows[ok]]], sims[ok]
-            exact[rows[ok]] = (units[rows[ok]] == merges.target_units[via[rows[ok]]]).all(axis=1)
+            chosen, sims = merges.best_candidate(units[rows], via[rows], plan.threshold)
+            ok = chosen >= 0
+            go = rows[ok]
+            moved[go], target[go] = True, chosen[ok]
+            cluster[go], similarity[go] = merges.pool_rows[chosen[ok]], sims[ok]
+            exact[go] = (units[go] == merges.pool_units[chosen[ok]]).all(axis=1)
             stay = rows[~ok]
             keep[stay], cluster[stay], similarity[stay], exact[stay] = True, wanted[stay], np.nan, False
         counts.merged += int(merged.sum())
-        counts.merged_members_kept += int((member & ~moved).sum())
+        counts.merged_members_kept += int((member & ~moved).sum())  # none: RedecideMembers settled them
         new = np.flatnonzero(merged | moved)
         if len(new):
             own_ids = batch.column(plan.id_column).cast(plan.id_type).take(pa.array(new))
-            target = np.where(merged[new], at[new], via[new])
             pairs = pa.RecordBatch.from_arrays(
-                [merges.target_ids.take(pa.array(target)), own_ids, pa.array(similarity[new].astype(np.float32)),
+                [merges.pool_ids.take(pa.array(target[new])), own_ids, pa.array(similarity[new].astype(np.float32)),
                  pa.array(exact[new]), pa.array(np.ones(len(new), dtype=bool))], schema=plan.pairs_schema)
             yield beam.pvalue.TaggedOutput("pairs", (2 * plan.partitions + len(plan.vectors.splits) + split, pairs))
 

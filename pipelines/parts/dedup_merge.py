@@ -3,11 +3,13 @@
 Boundary misses leave a few kept rows at >= threshold to each other. The kept rows (a small set on
 duplicated data) are routed again by a second set of centroids, fewer (each second partition holds about
 sqrt(WORK_PER_PARTITION) kept rows; often one for all), so rows split by the first partitioning mostly
-meet, and the greedy pass runs over them in the same priority order: a kept
-row that an earlier kept row covers is merged into it. Its members follow it when they are at >= threshold
-to the new kept row, and are kept otherwise (annotation applies this, from a side input sized by the
-merges); kept rows that removed rows of their own partition joined are never merged, so that only
-members from other partitions can be left behind. Pairs written before, whose kept side was merged, are dropped; annotation writes their new ones.
+meet, and the greedy pass runs over them in the same priority order: a kept row that an earlier kept row
+covers is merged into it, whether or not removed rows joined it. Its members are decided again by
+annotation (from a side input sized by the merges): each joins the most similar of the merged row's
+candidates (its new kept row and up to CANDIDATES more kept rows of the second partition that could be at
+>= threshold to a member: cosine to the merged row >= 2 t^2 - 1, the triangle inequality on angles), when
+that one is at >= threshold; otherwise it is kept. Pairs written before, whose kept side was merged, are
+dropped; annotation writes their new ones.
 """
 
 from __future__ import annotations
@@ -20,22 +22,34 @@ import pyarrow.compute as pc
 
 from ae_tf.contracts import DedupOutput
 from ae_tf.vectors.duplicates import PartitionRows
-from ae_tf.vectors.greedy import cosine64, greedy_representatives
+from ae_tf.vectors.greedy import cosine64, decision_margin, greedy_representatives
 from pipelines.parts.dedup_plan import DedupPlan
 from pipelines.parts.dedup_steps import RowBlock
+
+CANDIDATES = 16  # kept rows per merged row that its members may join (the new kept row first)
 
 
 @dataclasses.dataclass
 class Merges:
-    """Kept rows merged into an earlier kept row, sorted by row."""
+    """Kept rows merged into an earlier kept row, sorted by row. Kept rows they point at (their new kept
+    row and their members' candidates) are in the pool: `target` and `candidates` index it."""
 
     rows: np.ndarray
     ids: pa.Array
-    targets: np.ndarray
-    target_ids: pa.Array
-    target_units: np.ndarray
-    similarity: np.ndarray  # float32
+    group: np.ndarray  # int64 [merges]: the second partition that merged it
+    target: np.ndarray  # int64 [merges] into the pool
+    similarity: np.ndarray  # float32 cosine to the target
     exact: np.ndarray
+    candidates: np.ndarray  # int64 [merges, CANDIDATES] into the pool; -1: none; column 0 is the target
+    pool_rows: np.ndarray
+    pool_ids: pa.Array
+    pool_units: np.ndarray  # float32 [pool, width]
+    pool_group: np.ndarray  # int64 [pool]
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Row numbers of the new kept rows."""
+        return self.pool_rows[self.target]
 
     def find(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(found mask, index into the merges) for row numbers."""
@@ -44,12 +58,26 @@ class Merges:
         at = np.minimum(np.searchsorted(self.rows, rows), len(self.rows) - 1)
         return self.rows[at] == rows, at
 
+    def best_candidate(self, units: np.ndarray, via: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Members (unit rows) of merged rows `via`: (pool index of the most similar candidate at >=
+        threshold, -1: none; its float64 cosine)."""
+        cand = self.candidates[via]
+        sims = np.einsum("ij,ikj->ik", units, self.pool_units[np.maximum(cand, 0)]) if len(via) else np.zeros(cand.shape)
+        sims[cand < 0] = -np.inf
+        arg = sims.argmax(axis=1) if len(via) else np.zeros(0, dtype=np.int64)
+        chosen = cand[np.arange(len(via)), arg]
+        ok = sims[np.arange(len(via)), arg] >= threshold + decision_margin(units.shape[1])
+        exact = cosine64(units, self.pool_units[np.maximum(chosen, 0)])
+        ok &= exact >= threshold
+        return np.where(ok, chosen, -1), exact
+
 
 def no_merges(plan: DedupPlan) -> Merges:
     empty = np.zeros(0, dtype=np.int64)
     ids = pa.array([], type=plan.id_type)
-    return Merges(empty, ids, empty, ids, np.zeros((0, plan.vectors.width), np.float32), np.zeros(0, np.float32),
-                  np.zeros(0, dtype=bool))
+    return Merges(empty, ids, empty, empty, np.zeros(0, np.float32), np.zeros(0, dtype=bool),
+                  np.zeros((0, CANDIDATES), dtype=np.int64), empty, ids, np.zeros((0, plan.vectors.width), np.float32),
+                  empty)
 
 
 def route_kept(element, plan: DedupPlan):
@@ -66,34 +94,69 @@ def route_kept(element, plan: DedupPlan):
         yield int(p), RowBlock(rows.take(idx), block.ids.take(pa.array(idx)), locked)
 
 
+def _candidates(units: np.ndarray, gone: np.ndarray, final: np.ndarray, target: np.ndarray,
+                threshold: float) -> np.ndarray:
+    """Positions (into `final`) of up to CANDIDATES kept rows per merged row that a member could be at >=
+    threshold to, most similar first after the target; -1 pads. Bounded blocks of products."""
+    floor = 2 * threshold**2 - 1 - decision_margin(units.shape[1])
+    out = np.full((len(gone), CANDIDATES), -1, dtype=np.int64)
+    out[:, 0] = target
+    k = min(CANDIDATES - 1, len(final) - 1)
+    step = max(1, (1 << 22) // max(len(final), 1))
+    for lo in range(0, len(gone) if k > 0 else 0, step):
+        sims = units[gone[lo:lo + step]] @ units[final].T
+        sims[np.arange(len(sims)), target[lo:lo + step]] = -np.inf
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        values = np.take_along_axis(sims, top, axis=1)
+        rank = np.argsort(-values, axis=1, kind="stable")
+        top, values = np.take_along_axis(top, rank, axis=1), np.take_along_axis(values, rank, axis=1)
+        out[lo:lo + step, 1:k + 1] = np.where(values >= floor, top, -1)
+    return out
+
+
 def merge_kept(element, plan: DedupPlan):
     """(second partition, kept RowBlocks) -> Merges of the kept rows an earlier kept row covers."""
-    _part, blocks = element
+    part, blocks = element
     blocks = list(blocks)
     rows = PartitionRows.concat([b.rows for b in blocks])
     ids = pa.concat_arrays([b.ids for b in blocks])
     locked = np.concatenate([b.locked for b in blocks])
-    order = np.lexsort((rows.rows, rows.secondary, rows.primary))
-    result = greedy_representatives(rows.units[order], plan.threshold)
-    gone = np.flatnonzero(~result.kept & ~locked[order])  # a row with members stays: they would lose their kept row
+    # kept rows with members go first: merging one of them moves its members, merging a row without
+    # members moves nothing; among each kind, the priority order
+    order = np.lexsort((rows.rows, rows.secondary, rows.primary, ~locked))
+    units = rows.units[order]
+    result = greedy_representatives(units, plan.threshold)
+    gone = np.flatnonzero(~result.kept)
     if len(gone) == 0:
         return
-    at, target = order[gone], order[result.representative[gone]]
-    sims = cosine64(rows.units[at], rows.units[target]).astype(np.float32)
-    yield Merges(rows.rows[at], ids.take(pa.array(at)), rows.rows[target], ids.take(pa.array(target)),
-                 rows.units[target], sims, rows.hashes[at] == rows.hashes[target])
+    final = np.flatnonzero(result.kept)  # priority positions of the rows that stay kept
+    target = np.searchsorted(final, result.representative[gone])
+    cand = _candidates(units, gone, final, target, plan.threshold)
+    used = np.unique(cand[cand >= 0])
+    pool = order[final[used]]  # into `rows`
+    cand = np.where(cand >= 0, np.searchsorted(used, np.maximum(cand, 0)), -1)
+    at, to = order[gone], order[final[target]]
+    sims = cosine64(rows.units[at], rows.units[to]).astype(np.float32)
+    yield Merges(rows.rows[at], ids.take(pa.array(at)), np.full(len(at), part, dtype=np.int64), cand[:, 0].copy(), sims,
+                 rows.hashes[at] == rows.hashes[to], cand, rows.rows[pool], ids.take(pa.array(pool)), rows.units[pool],
+                 np.full(len(pool), part, dtype=np.int64))
 
 
 def collect_merges(found: list[Merges], plan: DedupPlan) -> Merges:
     if not found:
         return no_merges(plan)
+    offsets = np.cumsum([0] + [len(m.pool_rows) for m in found])
     rows = np.concatenate([m.rows for m in found])
     order = np.argsort(rows)
+    cand = np.concatenate([np.where(m.candidates >= 0, m.candidates + off, -1) for m, off in zip(found, offsets,
+                                                                                                  strict=False)])
     return Merges(rows[order], pa.concat_arrays([m.ids for m in found]).take(pa.array(order)),
-                  np.concatenate([m.targets for m in found])[order],
-                  pa.concat_arrays([m.target_ids for m in found]).take(pa.array(order)),
-                  np.concatenate([m.target_units for m in found])[order],
-                  np.concatenate([m.similarity for m in found])[order], np.concatenate([m.exact for m in found])[order])
+                  np.concatenate([m.group for m in found])[order],
+                  np.concatenate([m.target + off for m, off in zip(found, offsets, strict=False)])[order],
+                  np.concatenate([m.similarity for m in found])[order], np.concatenate([m.exact for m in found])[order],
+                  cand[order], np.concatenate([m.pool_rows for m in found]),
+                  pa.concat_arrays([m.pool_ids for m in found]), np.concatenate([m.pool_units for m in found]),
+                  np.concatenate([m.pool_group for m in found]))
 
 
 def drop_merged_pairs(element, merges: Merges):

@@ -142,7 +142,9 @@ class DedupPlan:
         return f"{self.dataset_dir(name)}/{TEMP_DIR}/{self.run_id}"
 
     def num_shards(self, name: str) -> int:
-        return 2 * (self.partitions + len(self.vectors.splits)) if name == PAIRS else len(self.vectors.splits)
+        if name == PAIRS:  # keyed by partition, split, partition, split, then second partition (< partitions)
+            return 3 * self.partitions + 2 * len(self.vectors.splits)
+        return len(self.vectors.splits)
 
     def _metadata(self) -> dict:
         metadata = {k: v for k, v in (self.vectors.schema.metadata or {}).items() if k.startswith(b"ae_tf.")}

@@ -32,7 +32,7 @@ class RowBlock:
 
     rows: PartitionRows
     ids: pa.Array
-    locked: np.ndarray | None = None  # kept rows only: some removed row joined it, so it is never merged
+    locked: np.ndarray | None = None  # kept rows only: some removed row joined it
 
 
 @dataclasses.dataclass
@@ -78,6 +78,29 @@ def key_split(decisions: Decisions, plan: DedupPlan):
         yield int(s), decisions.take(np.flatnonzero(split == s))
 
 
+def prepare_rows(plan: DedupPlan, batch: pa.RecordBatch, split: int, first_row: int, rows: np.ndarray | None = None):
+    """One batch -> (rows, units, zero mask, routing, home partition, primary, secondary, hashes, ids): what
+    every partition that sees a row needs, computed the same way wherever it is needed. `rows`: the row
+    numbers of a batch taken from rows that start at `first_row` (default: consecutive)."""
+    matrix = plan.vectors.matrix(batch, split, first_row)
+    if rows is None:
+        rows = np.arange(first_row, first_row + len(matrix), dtype=np.int64)
+    units, zero = unit_rows32(matrix)
+    routing = route_rows(units, plan.centroids, plan.margin, plan.max_guests)
+    home = np.where(zero, plan.partitions - 1, routing.home)
+    units[zero, 0] = 1.0  # zero vectors meet only each other, in the last partition, as identical rows
+    column = None
+    if plan.priority_column:
+        values = batch.column(plan.priority_column)
+        if pa.types.is_temporal(values.type):
+            values = values.cast(pa.int64())
+        column = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    primary, secondary = priority_keys(rows, plan.keep_policy, plan.seed, routing.home_cosine, column,
+                                       plan.descending)
+    ids = batch.column(plan.id_column).cast(plan.id_type)
+    return rows, units, zero, routing, home, primary, secondary, row_hash(matrix), ids
+
+
 class RouteRowsDoFn(beam.DoFn):
     """A numbered batch -> (partition, RowBlock) for each partition its rows go to, home or guest."""
 
@@ -87,24 +110,9 @@ class RouteRowsDoFn(beam.DoFn):
     def process(self, element):
         index, first_row, batch = element
         plan = self._plan
-        matrix = plan.vectors.matrix(batch, index, first_row)
-        rows = np.arange(first_row, first_row + len(matrix), dtype=np.int64)
-        units, zero = unit_rows32(matrix)
-        routing = route_rows(units, plan.centroids, plan.margin, plan.max_guests)
-        home = np.where(zero, plan.partitions - 1, routing.home)
-        units[zero, 0] = 1.0  # zero vectors meet only each other, in the last partition, as identical rows
+        rows, units, zero, routing, home, primary, secondary, hashes, ids = prepare_rows(plan, batch, index, first_row)
         guest = ~zero[routing.guest_rows]
         guest_rows, guest_parts = routing.guest_rows[guest], routing.guest_partitions[guest]
-        column = None
-        if plan.priority_column:
-            values = batch.column(plan.priority_column)
-            if pa.types.is_temporal(values.type):
-                values = values.cast(pa.int64())
-            column = values.cast(pa.float64()).to_numpy(zero_copy_only=False)
-        primary, secondary = priority_keys(rows, plan.keep_policy, plan.seed, routing.home_cosine, column,
-                                           plan.descending)
-        hashes = row_hash(matrix)
-        ids = batch.column(plan.id_column).cast(plan.id_type)
         at = np.concatenate([np.arange(len(rows)), guest_rows])
         parts = np.concatenate([home, guest_parts])
         is_home = np.r_[np.ones(len(rows), dtype=bool), np.zeros(len(guest_rows), dtype=bool)]
