@@ -205,6 +205,17 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
                       model_batch_rows=model_batch_rows)
 
 
+def model_float_columns(schema: pa.Schema) -> list[str]:
+    """The model's float outputs (embedding, reconstruction error, anomaly score): written without
+    dictionary pages, which never pay off for them (pipelines.parquet.dictionary_columns)."""
+    out = []
+    for field in schema:
+        kind = field.type.value_type if pa.types.is_fixed_size_list(field.type) else field.type
+        if field.name in RESERVED and pa.types.is_floating(kind):
+            out.append(field.name)
+    return out
+
+
 def rejected_rows(rows: pa.RecordBatch, reasons: Sequence[str], source_file: str, schema: pa.Schema,
                   source_rows: np.ndarray) -> pa.RecordBatch:
     """Kept columns of rejected rows + why + where they came from (file and row number in it)."""
@@ -329,8 +340,8 @@ class EncodeParquet(beam.PTransform):
             pbegin
             | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True,
                                                   progress_key=f"encode-{plan.run_id}", prefetch=1)
-            | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_outputs(
-                REJECTED, main="rows").with_output_types(BATCH)
+            | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_output_types(BATCH).with_outputs(
+                REJECTED, main="rows")
         )
         rejected = (
             encoded[REJECTED]
@@ -341,7 +352,8 @@ class EncodeParquet(beam.PTransform):
             encoded.rows
             | "WriteShards" >> WriteParquetShards(
                 f"{plan.temp_dir}/main", plan.schema, plan.compression, stats_column=RECONSTRUCTION_ERROR,
-                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None, background=True)
+                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None, background=True,
+                plain_columns=model_float_columns(plan.schema))
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, beam.pvalue.AsList(rejected), plan, utc_now())
         )
