@@ -81,6 +81,8 @@ def beam_pipeline(data_dir: str, model_dir: str, out_dir: str, batch_rows: int) 
 def child(mode: str, data_dir: str, model_dir: str, out_dir: str, batch_rows: int) -> None:
     """Imports happen before the clock starts (both sides pay the same ~3s TensorFlow import);
     model loading, reading, encoding and writing (and, for Beam, launching the pipeline) are timed."""
+    import tensorflow  # noqa: F401  (ae_tf imports it lazily: without this its import would be timed)
+
     import ae_tf.model.encoder  # noqa: F401
     import pipelines.encode  # noqa: F401
 

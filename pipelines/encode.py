@@ -55,6 +55,7 @@ from pipelines.io.parquet import (
     ShardResult,
     WriteParquetShards,
     check_output,
+    float_columns,
     match_files,
     publish_shards,
     read_footer,
@@ -334,8 +335,8 @@ class EncodeParquet(beam.PTransform):
             pbegin
             | "ReadParquet" >> ReadParquetBatches(plan.splits, plan.read_columns, plan.batch_rows, with_offsets=True,
                                                   progress_key=f"encode-{plan.run_id}", prefetch=1)
-            | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_outputs(
-                REJECTED, main="rows").with_output_types(BATCH)
+            | "EncodeBatches" >> beam.ParDo(_EncodeBatchesDoFn(plan)).with_output_types(BATCH).with_outputs(
+                REJECTED, main="rows")
         )
         rejected = (
             encoded[REJECTED]
@@ -346,7 +347,8 @@ class EncodeParquet(beam.PTransform):
             encoded.rows
             | "WriteShards" >> WriteParquetShards(
                 f"{plan.temp_dir}/main", plan.schema, plan.compression, stats_column=RECONSTRUCTION_ERROR,
-                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None, background=True)
+                count_column=IS_ANOMALY if plan.anomaly_threshold is not None else None, background=True,
+                plain_columns=float_columns(plan.schema, RESERVED))
             | "CollectShards" >> beam.combiners.ToList()
             | "PublishOutput" >> beam.Map(publish, beam.pvalue.AsList(rejected), plan, utc_now())
         )

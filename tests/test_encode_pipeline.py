@@ -48,6 +48,12 @@ def test_vector_output_matches_in_memory_model_and_contract(vector_model, vector
     file_meta = pq.read_schema(tmp_path / "out" / first_shard).metadata
     assert file_meta[MODEL_VERSION_KEY].decode() == version
     assert pq.ParquetFile(tmp_path / "out" / first_shard).metadata.row_group(0).column(0).compression == "ZSTD"
+    # the model's float outputs are written without dictionary pages (they never repeat); kept columns keep them
+    group = pq.ParquetFile(tmp_path / "out" / first_shard).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema.split(".")[0]: group.column(i).encodings
+                 for i in range(group.num_columns)}
+    assert not any("DICTIONARY" in e for e in encodings["embedding"] + encodings["reconstruction_error"])
+    assert any("DICTIONARY" in e for e in encodings["name"])
     # values equal the in-memory Keras model, row by row (joined on id)
     source = pa.concat_tables(pq.read_table(f"{vector_data}/{f}") for f in sorted(os.listdir(vector_data)))
     order = np.argsort(ids)
