@@ -33,7 +33,7 @@ demo-images: $(VENV)/.installed-demo
 	$(BIN)/ae-tf demo --images --workdir $(DEMO_DIR)-images
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check ae_tf pipelines benchmarks tests
+	$(BIN)/ruff check ae_tf pipelines benchmarks tests ae_tf_cli.py
 
 unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests
