@@ -163,7 +163,7 @@ def run_sweep(config: SweepConfig) -> SweepResult:
     chosen, best = choose_size(ae, config.tolerance, variance)
     rows = [{"code_size": k, "autoencoder": ae[k], "pca": pca[k],
              "model_dir": storage.join(config.output_dir, f"code-{k}"),
-             "epochs": models[k].metadata["training"]["epochs_run"]} for k in config.code_sizes]
+             "epochs": models[k].contract.training["epochs_run"]} for k in config.code_sizes]
     plot = save_plot(rows, chosen, storage.join(config.output_dir, PLOT_FILE), config.tolerance)
     path = storage.join(config.output_dir, RESULT_FILE)
     result = SweepResult(rows, chosen, best, variance, plot, path)
