@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = make_train_config(os.path.join(data_dir, "*.parquet"), "pixels", model_dir, args.code_size,
                                epochs=args.epochs, batch_size=512, patience=3)
     result = train(config)
-    training = result.metadata["training"]
+    training = result.contract.training
     print(f"[2/4] model      {model_dir}: {training['epochs_run']} epochs on {training['device']} in "
           f"{training['seconds']}s, validation loss {training['validation_loss']:.4f}")
 

@@ -61,7 +61,7 @@ def run_image_demo(args: argparse.Namespace) -> int:
     config = make_train_config(os.path.join(data_dir, "*.parquet"), "image", model_dir, args.code_size,
                                family="conv", image_size=str(size), channels=3, filters=args.filters,
                                epochs=args.epochs, batch_size=64, patience=3)
-    training = train(config).metadata["training"]
+    training = train(config).contract.training
     print(f"[2/5] model      {model_dir}: conv {args.filters}, code {args.code_size}, {training['epochs_run']} "
           f"epochs ({training['schedule']['passes_per_epoch']} pass each) on {training['device']} in "
           f"{training['seconds']}s, validation loss {training['validation_loss']:.4f}")

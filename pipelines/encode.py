@@ -161,12 +161,12 @@ def plan_encode(model_dir: str, input_pattern: str, output_dir: str, keep_column
     model = ModelMetadata.from_dict(metadata, source=model_dir)
     spec = model.spec
     try:
-        model_batch_rows = model_batch_rows or auto_model_batch_rows(metadata, model_memory_mb)
+        model_batch_rows = model_batch_rows or auto_model_batch_rows(model, model_memory_mb)
     except ValueError as err:  # a budget that is not a positive number (flag or environment)
         raise InputError(str(err)) from None
     threshold, rule = None, ""
     if flag_anomalies or anomaly_threshold is not None or anomaly_quantile is not None:
-        threshold, rule = resolve_threshold(metadata, anomaly_threshold, anomaly_quantile)
+        threshold, rule = resolve_threshold(model, anomaly_threshold, anomaly_quantile)
     files = match_files(input_pattern)
     footers: list[FileFooter] = []
     skipped: list[tuple[str, str]] = []

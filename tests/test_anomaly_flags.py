@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import low_rank_rows, read_output
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.embeddings import embedding_array
 from ae_tf.model.anomaly import quantile_table, resolve_threshold
 from ae_tf.model.export import read_metadata
@@ -45,7 +46,7 @@ def test_explicit_threshold_and_quantile(vector_model, mixed_rows, tmp_path):
                            "--anomaly-threshold", "1e9"])
     assert manifest["anomalies"]["rows_flagged"] == 0 and manifest["anomalies"]["rule"] == "--anomaly-threshold"
     meta = read_metadata(model_dir)
-    low, rule = resolve_threshold(meta, quantile=0.5)
+    low, rule = resolve_threshold(ModelMetadata.from_dict(meta), quantile=0.5)
     assert low < meta["anomaly_threshold"]["value"] and "quantile 0.5" in rule
     manifest = encode.run(["--model", model_dir, "--input", mixed_rows, "--output", str(tmp_path / "b"),
                            "--anomaly-quantile", "0.5"])
@@ -54,9 +55,10 @@ def test_explicit_threshold_and_quantile(vector_model, mixed_rows, tmp_path):
 
 def test_quantile_table_interpolates_and_bad_quantile_is_refused():
     scores = np.linspace(0, 1, 10001)
-    meta = {"reconstruction_error": {"quantiles": quantile_table(scores)}}
+    meta = ModelMetadata(model_version="t", code_size=1, feature_spec={},
+                         extra={"reconstruction_error": {"quantiles": quantile_table(scores)}})
     assert resolve_threshold(meta, quantile=0.9935)[0] == pytest.approx(0.9935, abs=1e-3)
     with pytest.raises(ValueError, match="--anomaly-quantile must be within"):
         resolve_threshold(meta, quantile=1.5)
     with pytest.raises(ValueError, match="no calibrated threshold"):
-        resolve_threshold({})
+        resolve_threshold(ModelMetadata(model_version="t", code_size=1, feature_spec={}))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from conftest import WIDTH, low_rank_rows
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.inputs.data import TRAIN, ParquetSource, match_files
 from ae_tf.inputs.features import FeatureSpec
 from ae_tf.model.anomaly import resolve_threshold
@@ -83,7 +84,7 @@ def test_metadata_constants_are_the_training_statistics(scalar_model):
     assert threshold["value"] == pytest.approx(np.interp(0.99, table["levels"], table["values"]), rel=1e-6)
     assert threshold["value"] != pytest.approx(np.interp(0.99, meta["reconstruction_error"]["quantiles"]["levels"],
                                                          meta["reconstruction_error"]["quantiles"]["values"]))
-    value, rule = resolve_threshold(meta, quantile=0.5)
+    value, rule = resolve_threshold(ModelMetadata.from_dict(meta), quantile=0.5)
     assert value == pytest.approx(np.interp(0.5, table["levels"], table["values"]))
     assert "anomaly_score (standardized_error+latent_distance)" in rule
 

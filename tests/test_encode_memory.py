@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from image_data import encode, export_untrained_conv, pattern
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.model.batching import auto_model_batch_rows, bytes_per_row, parse_model_batch_rows
-from ae_tf.model.export import read_metadata
+from ae_tf.model.export import read_model_metadata
 
 # Three encodes in one process, from the least memory to the most, printing the peak RSS after each:
 # automatic sub-batches on 24 rows, then on 120 rows, then all 120 rows in one model call.
@@ -46,8 +47,9 @@ def test_model_batch_rows_flag_and_budget(monkeypatch):
     assert parse_model_batch_rows("auto") is None and parse_model_batch_rows("32") == 32
     with pytest.raises(ValueError, match="at least 1"):
         parse_model_batch_rows("0")
-    tabular = {"feature_spec": {"kind": "vector", "columns": ["x"], "width": 64},
-               "inference": {"activation_floats_per_row": 300}}
+    tabular = ModelMetadata(model_version="t", code_size=8,
+                            feature_spec={"kind": "vector", "columns": ["x"], "width": 64},
+                            inference={"activation_floats_per_row": 300})
     assert auto_model_batch_rows(tabular) > 65536  # tabular: one call per Arrow batch, as before
     monkeypatch.setenv("AE_TF_MODEL_MEMORY_MB", "1")
     assert auto_model_batch_rows(tabular) == 2**20 // (4 * 364)
@@ -61,7 +63,7 @@ def test_model_batch_rows_flag_and_budget(monkeypatch):
 def test_sub_batches_keep_a_256px_encode_flat_in_memory(tmp_path):
     model = str(tmp_path / "model")
     export_untrained_conv(model, 256, (8, 16), 8)
-    metadata = read_metadata(model)
+    metadata = read_model_metadata(model)
     per_row = bytes_per_row(metadata)
     assert per_row > 5 * 2**20  # ~6.8 MB inside the model per 256x256 row: 120 rows in one call is ~0.8 GB
     expected_rows = auto_model_batch_rows(metadata, budget_mb=64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.model.families.config import FAMILY_NAMES, ModelConfig
 
 DEFAULTS = ModelConfig()
@@ -63,9 +64,9 @@ def model_kwargs(args: argparse.Namespace) -> dict:
                 tfds=args.tfds, tfds_data_dir=args.tfds_data_dir)
 
 
-def family_summary(metadata: dict) -> str | None:
+def family_summary(metadata: ModelMetadata) -> str | None:
     """One line of what the family reports (validation values at the best epoch), for `ae-tf train`."""
-    metrics = metadata.get("training", {}).get("metrics", {})
+    metrics = (metadata.training or {}).get("metrics", {})
     shown = [f"{name} {metrics[f'val_{name}']:.5g}" for name in
              ("reconstruction", "kl", "nll", "elbo", "code_activation", "sparsity_penalty") if f"val_{name}" in metrics]
     return "validation " + ", ".join(shown) if shown else None

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from ae_tf.contracts import ModelMetadata
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="list, show, promote or roll back the versions of a model registry")
@@ -36,12 +38,12 @@ def _print_json(data) -> None:
 
 
 def _version_row(registry, version: str, champion: str | None) -> dict:
-    meta = registry.metadata(version)
+    meta = ModelMetadata.from_dict(registry.metadata(version), source=registry.version_dir(version))
     report = registry.read_report(version) or {}
     return {
-        "version": version, "champion": version == champion, "created_at": meta.get("created_at"),
-        "features": ",".join(meta["feature_spec"]["columns"]), "code_size": meta["code_size"],
-        "rows": meta.get("data", {}).get("rows"),
+        "version": version, "champion": version == champion, "created_at": meta.created_at,
+        "features": ",".join(meta.feature_spec["columns"]), "code_size": meta.code_size,
+        "rows": (meta.data or {}).get("rows"),
         "error": (report.get("challenger") or {}).get("error"), "decision": report.get("decision"),
     }
 

@@ -14,8 +14,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.errors import InputNotFound, InvalidInput, OutputExists
-from ae_tf.inputs.features import FeatureSpec, check_schema, parse_feature_columns
+from ae_tf.inputs.features import check_schema, parse_feature_columns
 from ae_tf.model.export import METADATA_FILE, ModelDirError, parse_metadata
 
 OUTPUT_TEMP_DIR = "_temporary"  # pipelines.io.parquet.TEMP_DIR: left by a killed run, ignored by the emptiness check
@@ -66,7 +67,7 @@ def check_training_input(input_pattern: str | None, features: str | Sequence[str
         raise OutputExists(f"{output}: already exists; choose a new path or pass --overwrite")
 
 
-def local_model_metadata(model_dir: str) -> dict | None:
+def local_model_metadata(model_dir: str) -> ModelMetadata | None:
     """Metadata of a local model directory (errors as ae_tf.model.export.read_metadata's); None for a remote path
     or a registry (resolved to its champion by the command itself)."""
     if not is_local(model_dir):
@@ -81,7 +82,7 @@ def local_model_metadata(model_dir: str) -> dict | None:
     if not os.path.exists(path):
         raise ModelDirError(f"{model_dir}: SavedModel has no {METADATA_FILE} in assets; not an ae-tf model")
     with open(path, "rb") as f:
-        return parse_metadata(f.read(), model_dir).to_dict()
+        return parse_metadata(f.read(), model_dir)
 
 
 def _encode_flags(argv: Sequence[str]) -> argparse.Namespace:
@@ -104,7 +105,7 @@ def check_encode_args(argv: Sequence[str]) -> None:
     files = local_files(args.input) if args.input else None
     if files and metadata and not args.skip_bad_files:
         schema = read_schema(files[0])
-        check_schema(schema, FeatureSpec.from_dict(metadata["feature_spec"]), source=files[0])
+        check_schema(schema, metadata.spec, source=files[0])
         for name in [c.strip() for c in (args.keep_columns or "").split(",") if c.strip()]:
             if name not in schema.names:
                 raise InvalidInput(f"{files[0]}: kept column {name!r} not found; columns are: {', '.join(schema.names)}")

@@ -75,16 +75,17 @@ def run(args: argparse.Namespace) -> int:
     check_training_input(config.input, config.features, config.output, config.overwrite)
     import_tensorflow()
     result = train(config)
-    meta = result.metadata
-    training = meta["training"]
-    print(f"model      {args.output}  (version {meta['model_version']})")
-    print(f"family     {meta['family']}, code size {meta['code_size']}, features {','.join(meta['feature_spec']['columns'])}")
+    meta = result.contract
+    training = meta.training
+    print(f"model      {args.output}  (version {meta.model_version})")
+    print(f"family     {meta.family}, code size {meta.code_size}, features {','.join(meta.feature_spec['columns'])}")
     print(f"training   {training['epochs_run']} epochs on {training['device']}, best epoch {training['best_epoch']}, "
           f"{training['seconds']}s")
     print(f"schedule   {schedule_summary(training)}")
     print(f"loss       train {training['train_loss']:.5f}, validation {training['validation_loss'] or float('nan'):.5f}")
     if family_summary(meta):
         print(f"metrics    {family_summary(meta)}")
-    print(f"anomaly    threshold {meta['anomaly_threshold']['value']:.5f} "
-          f"(quantile {meta['anomaly_threshold']['quantile']} of validation {describe_score(meta)})")
+    threshold = meta.anomaly_threshold or {}
+    print(f"anomaly    threshold {threshold['value']:.5f} "
+          f"(quantile {threshold['quantile']} of validation {describe_score(meta)})")
     return 0

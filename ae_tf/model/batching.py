@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.errors import InvalidInput
 
 DEFAULT_MEMORY_MB = 1024
@@ -49,17 +50,16 @@ def memory_budget_mb(requested: float | None = None) -> float:
     return value
 
 
-def bytes_per_row(metadata: dict) -> int:
+def bytes_per_row(metadata: ModelMetadata) -> int:
     """Bytes one row needs inside the model (activations + one prefetched prepared input), from metadata."""
-    spec = metadata["feature_spec"]
-    input_floats = int(spec["width"])
-    activations = metadata.get("inference", {}).get("activation_floats_per_row")
+    input_floats = int(metadata.feature_spec["width"])
+    activations = (metadata.inference or {}).get("activation_floats_per_row")
     if activations is None:
         activations = _FALLBACK_ACTIVATIONS_PER_INPUT * input_floats
     return 4 * (int(activations) + input_floats)
 
 
-def auto_model_batch_rows(metadata: dict, budget_mb: float | None = None) -> int:
+def auto_model_batch_rows(metadata: ModelMetadata, budget_mb: float | None = None) -> int:
     """Rows per model call that keep one call's working memory within the budget (at least 1)."""
     rows = int(memory_budget_mb(budget_mb) * 2**20 // bytes_per_row(metadata))
     return max(1, min(rows, MAX_MODEL_BATCH_ROWS))

@@ -53,7 +53,7 @@ class BatchEncoder:
         contract = model.contract
         self.spec = contract.spec
         self.code_size = int(contract.code_size)
-        self.model_batch_rows = model_batch_rows or auto_model_batch_rows(model.metadata, memory_mb)
+        self.model_batch_rows = model_batch_rows or auto_model_batch_rows(contract, memory_mb)
         signatures = model.saved_model.signatures
         self._fused = signatures.get("encode_and_score")
         self._encode = model.signature("encode")

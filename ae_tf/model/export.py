@@ -131,22 +131,21 @@ def export_model(model, model_dir: str, metadata: dict, history: dict | None = N
 
     if model_dir_exists(model_dir) and not overwrite:
         raise ModelDirError(f"{model_dir}: already exists; choose a new path or pass --overwrite")
-    from ae_tf.inputs.features import FeatureSpec
     from ae_tf.model.batching import activation_floats_per_row
 
-    spec = FeatureSpec.from_dict(metadata["feature_spec"])
     created = dt.datetime.now(dt.timezone.utc)
-    metadata = {
+    contract = ModelMetadata.from_dict({  # the contract's keys are there
         "format": FORMAT,
         "model_version": make_version(model, created),
         "created_at": created.isoformat(timespec="seconds"),
         "versions": library_versions(),
         **metadata,
-        "signatures": [name for name, _, _ in _signature_functions(model, spec)],
         # what sizes the encoder's sub-batches (ae_tf.model.batching)
         "inference": {"activation_floats_per_row": activation_floats_per_row(model)},
-    }
-    metadata = ModelMetadata.from_dict(metadata, source=model_dir).to_dict()  # the contract's keys are there
+    }, source=model_dir)
+    spec = contract.spec
+    contract.signatures = [name for name, _, _ in _signature_functions(model, spec)]
+    metadata = contract.to_dict()
     signatures = _signature_functions(model, spec, score_parameters)
     archive = keras.export.ExportArchive()
     archive.track(model)

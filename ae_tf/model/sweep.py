@@ -25,6 +25,7 @@ import numpy as np
 from ae_tf import storage
 from ae_tf.errors import InvalidInput, OutputExists
 from ae_tf.inputs.data import TRAIN, VALIDATION
+from ae_tf.inputs.features import IMAGE
 from ae_tf.inputs.sources import open_source
 from ae_tf.model.train import TrainConfig, train
 
@@ -131,6 +132,19 @@ def pca_errors(train_x: np.ndarray, val_x: np.ndarray, sizes: list[int]) -> dict
     return errors
 
 
+def _held_out_error(result, model_dir: str, val_raw: list) -> float:
+    """Mean held-out reconstruction error of one candidate. Numeric rows go through its exported SavedModel
+    (BatchEncoder, the inference path of encode, evaluation and the report), so the sweep judges what was
+    written. Image rows here are decoded tensors, which the SavedModel (it takes encoded image bytes) cannot
+    take: those are scored with the in-memory Keras model that was exported."""
+    if result.contract.spec.kind == IMAGE:
+        return float(np.mean(np.concatenate([np.asarray(result.model.score(b)) for b in val_raw])))
+    from ae_tf.model.encoder import BatchEncoder
+
+    _, errors, _ = BatchEncoder.load(model_dir).encode_array_scored(np.concatenate(val_raw).astype(np.float32))
+    return float(np.mean(errors))
+
+
 def run_sweep(config: SweepConfig) -> SweepResult:
     """Train one model per size, compare with PCA on the same held-out rows, write json/png, return all."""
 
@@ -158,12 +172,11 @@ def run_sweep(config: SweepConfig) -> SweepResult:
 
     pca = pca_errors(flat(train_raw), flat(val_raw), list(config.code_sizes))
     variance = pca[0]
-    ae = {k: float(np.mean(np.concatenate([np.asarray(r.model.score(b)) for b in val_raw])))
-          for k, r in models.items()}
+    ae = {k: _held_out_error(r, storage.join(config.output_dir, f"code-{k}"), val_raw) for k, r in models.items()}
     chosen, best = choose_size(ae, config.tolerance, variance)
     rows = [{"code_size": k, "autoencoder": ae[k], "pca": pca[k],
              "model_dir": storage.join(config.output_dir, f"code-{k}"),
-             "epochs": models[k].metadata["training"]["epochs_run"]} for k in config.code_sizes]
+             "epochs": models[k].contract.training["epochs_run"]} for k in config.code_sizes]
     plot = save_plot(rows, chosen, storage.join(config.output_dir, PLOT_FILE), config.tolerance)
     path = storage.join(config.output_dir, RESULT_FILE)
     result = SweepResult(rows, chosen, best, variance, plot, path)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ae_tf import interrupts, storage
+from ae_tf.contracts import ModelMetadata
 from ae_tf.defaults import BATCH_ROWS
 from ae_tf.errors import InvalidInput, OutputExists
 from ae_tf.inputs.data import TRAIN, VALIDATION, fingerprint, resolve_spec  # noqa: F401 (re-exported)
@@ -114,6 +115,11 @@ class TrainResult:
     model: object
     metadata: dict
     history: dict
+
+    @property
+    def contract(self) -> ModelMetadata:
+        """The metadata written, typed (ae_tf.contracts.ModelMetadata)."""
+        return ModelMetadata.from_dict(self.metadata)
 
 
 def collect_scores(model, dataset, params=None) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +265,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
                             score_parameters=score_params)
     with open(os.path.join(config.run_dir, "config.json"), "w") as f:
         json.dump(config.to_dict(), f, indent=2)
-    log.info("exported %s (version %s)", config.output, metadata["model_version"])
+    log.info("exported %s (version %s)", config.output, ModelMetadata.from_dict(metadata).model_version)
     return TrainResult(model, metadata, history)
 
 

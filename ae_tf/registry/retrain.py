@@ -22,8 +22,9 @@ import logging
 import os
 import time
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.errors import InvalidInput
-from ae_tf.inputs.features import FeatureSpec, parse_feature_columns
+from ae_tf.inputs.features import parse_feature_columns
 from ae_tf.model.evaluation import (
     EvaluationError,
     Sample,
@@ -89,25 +90,26 @@ def inheritable_settings() -> frozenset[str]:
     return frozenset(names - PER_RUN)
 
 
-def challenger_recipe(config: RetrainConfig, champion: dict | None) -> dict:
+def challenger_recipe(config: RetrainConfig, champion: ModelMetadata | None) -> dict:
     """make_train_config keyword arguments: explicit settings over the champion's recorded ones."""
     allowed = inheritable_settings()
     unknown = set(config.train) - allowed
     if unknown:
         raise RetrainError(f"unknown training setting(s): {', '.join(sorted(unknown))}")
-    recorded = dict((champion or {}).get("config") or {})
+    recorded = dict((champion.extra.get("config") if champion else None) or {})
     recorded.update(recorded.pop("model", None) or {})
     recipe = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()
               if k in allowed and v is not None}  # JSON lists back to the tuples the configs hold
     recipe.update({k: v for k, v in config.train.items() if v is not None})
-    features = config.features or ",".join((champion or {}).get("feature_spec", {}).get("columns", []))
-    code_size = config.code_size or (champion or {}).get("code_size")
+    columns = list(champion.feature_spec.get("columns", [])) if champion else []
+    features = config.features or ",".join(columns)
+    code_size = config.code_size or (champion.code_size if champion else None)
     if not features or not code_size:
         raise RetrainError(f"{config.registry}: no champion to copy the recipe from; the first retrain "
                            f"needs --features and --code-size")
-    if champion and parse_feature_columns(features) != list(champion["feature_spec"]["columns"]):
+    if champion and parse_feature_columns(features) != columns:
         raise RetrainError(f"--features {features} differs from the champion's "
-                           f"{','.join(champion['feature_spec']['columns'])}; a challenger must take the same "
+                           f"{','.join(columns)}; a challenger must take the same "
                            f"features (train a new model with `ae-tf train` and `ae-tf models promote` it)")
     return {"features": features, "code_size": int(code_size), **recipe}
 
@@ -142,7 +144,9 @@ def run_retrain(config: RetrainConfig) -> RetrainOutcome:
     started, clock = utc_now(), time.perf_counter()
     registry = Registry(config.registry)
     before = registry.state()
-    champion_meta = registry.metadata(before.champion) if before.champion else None
+    champion_meta = (ModelMetadata.from_dict(registry.metadata(before.champion),
+                                             source=registry.version_dir(before.champion))
+                     if before.champion else None)
     recipe = challenger_recipe(config, champion_meta)
     inputs = select_inputs(config)
 
@@ -153,7 +157,8 @@ def run_retrain(config: RetrainConfig) -> RetrainOutcome:
                                          checkpoint_dir=os.path.join(staging, "run"), **recipe)
         log.info("training a challenger for %s (champion: %s)", registry.root, before.champion or "none")
         result = train(train_config)
-        sample = judging_sample(config, result.metadata, train_config)
+        trained = result.contract
+        sample = judging_sample(config, trained, train_config)
         errors = {"challenger": reconstruction_error(model_dir, sample)}
         if before.champion:
             errors["champion"] = reconstruction_error(registry.version_dir(before.champion), sample)
@@ -174,9 +179,8 @@ def run_retrain(config: RetrainConfig) -> RetrainOutcome:
             "challenger": {"version": version, "error": errors["challenger"]},
             "champion": ({"version": before.champion, "error": errors["champion"]} if before.champion else None),
             "sample": {"rows": sample.rows, "source": sample.source},
-            "training": {"inputs": result.metadata["data"]["inputs"], "rows": result.metadata["data"]["rows"],
-                         "epochs_run": result.metadata["training"]["epochs_run"],
-                         "seconds": result.metadata["training"]["seconds"]},
+            "training": {"inputs": trained.data["inputs"], "rows": trained.data["rows"],
+                         "epochs_run": trained.training["epochs_run"], "seconds": trained.training["seconds"]},
             "pointer": {"generation_before": before.generation, "generation_after": state.generation,
                         "champion_after": state.champion},
             "started_at": started, "finished_at": utc_now(), "seconds": round(time.perf_counter() - clock, 2),
@@ -187,12 +191,12 @@ def run_retrain(config: RetrainConfig) -> RetrainOutcome:
         registry.discard_staging(staging)
 
 
-def judging_sample(config: RetrainConfig, metadata: dict, train_config) -> Sample:
-    spec = FeatureSpec.from_dict(metadata["feature_spec"])
+def judging_sample(config: RetrainConfig, metadata: ModelMetadata, train_config) -> Sample:
+    spec = metadata.spec
     if config.eval_input:
         return input_sample(config.eval_input, spec, config.eval_rows)
     try:
-        return held_out_sample(metadata["data"]["inputs"], spec, train_config.validation_fraction,
+        return held_out_sample(metadata.data["inputs"], spec, train_config.validation_fraction,
                                train_config.seed, train_config.read_rows, config.eval_rows)
     except EvaluationError as err:
         raise RetrainError(str(err)) from None

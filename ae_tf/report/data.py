@@ -10,11 +10,11 @@ import dataclasses
 
 import numpy as np
 
-from ae_tf.contracts import EncodeManifest
+from ae_tf.contracts import EncodeManifest, ModelMetadata
 from ae_tf.errors import InvalidInput
 from ae_tf.inputs.features import IMAGE, FeatureSpec
 from ae_tf.model.encoder import BatchEncoder
-from ae_tf.model.export import load_model_dir, read_history, read_metadata
+from ae_tf.model.export import load_model_dir, read_history, read_model_metadata
 from ae_tf.report.html import Figure
 from ae_tf.report.inputs import (
     MANIFEST,
@@ -78,7 +78,7 @@ class ReportData:
     """Everything the figures are drawn from, gathered once."""
 
     config: ReportConfig
-    metadata: dict
+    metadata: ModelMetadata
     spec: FeatureSpec
     history: dict | None
     manifest: EncodeManifest | None = None
@@ -90,7 +90,7 @@ class ReportData:
 
     @property
     def is_vae(self) -> bool:
-        return self.metadata.get("family") == "vae" or "sample" in self.metadata.get("signatures", [])
+        return self.metadata.family == "vae" or "sample" in (self.metadata.signatures or [])
 
 
 @dataclasses.dataclass
@@ -115,7 +115,7 @@ def _history(model_dir: str) -> dict | None:
     return history if isinstance(history, dict) and history.get("loss") else None
 
 
-def _input_files(config: ReportConfig, metadata: dict) -> tuple[list[str], str]:
+def _input_files(config: ReportConfig, metadata: ModelMetadata) -> tuple[list[str], str]:
     """Files to sample for reconstructions; an explicit --input must exist, the training inputs may not."""
     from ae_tf.inputs.data import match_files
 
@@ -124,7 +124,7 @@ def _input_files(config: ReportConfig, metadata: dict) -> tuple[list[str], str]:
             return match_files(config.input), f"--input {config.input}"
         except FileNotFoundError as err:
             raise ReportInputError(f"--input {err}") from None
-    inputs = metadata.get("data", {}).get("inputs") or []
+    inputs = (metadata.data or {}).get("inputs") or []
     files = []
     for path in inputs:
         try:
@@ -151,7 +151,7 @@ def _shown_originals(features: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 
 def run_model(config: ReportConfig, spec: FeatureSpec, loaded) -> ModelRun:
     """Sample input rows and run them through the model (ae_tf.model.encoder.BatchEncoder), then `decode`."""
-    files, source = _input_files(config, loaded.metadata)
+    files, source = _input_files(config, loaded.contract)
     rows = config.image_rows if spec.kind == IMAGE else config.input_rows
     features, read = input_sample(files, spec, rows, config.seed)
     if len(features) == 0:
@@ -166,8 +166,8 @@ def run_model(config: ReportConfig, spec: FeatureSpec, loaded) -> ModelRun:
 
 def gather(config: ReportConfig) -> ReportData:
     """Read the model's metadata and every optional input; a missing optional input becomes a note."""
-    metadata = read_metadata(config.model)
-    data = ReportData(config, metadata, FeatureSpec.from_dict(metadata["feature_spec"]), _history(config.model))
+    metadata = read_model_metadata(config.model)
+    data = ReportData(config, metadata, metadata.spec, _history(config.model))
     if data.history is None:
         data.notes["loss"] = f"no training history in {config.model}/assets/history.json"
     if config.embeddings:

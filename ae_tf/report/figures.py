@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ae_tf.contracts import ModelMetadata
 from ae_tf.inputs.features import IMAGE, FeatureSpec
 from ae_tf.model.anomaly import describe_score, score_name
 from ae_tf.report.data import ModelRun, ReportData, Skip
@@ -29,9 +30,9 @@ def _as_images(rows: np.ndarray, spec: FeatureSpec) -> np.ndarray | None:
     return rows.reshape(len(rows), side, side) if side else None
 
 
-def _standardise(rows: np.ndarray, metadata: dict) -> tuple[np.ndarray, str]:
+def _standardise(rows: np.ndarray, metadata: ModelMetadata) -> tuple[np.ndarray, str]:
     """Rows in the model's standardised units (how it scores errors), when the metadata has the scale."""
-    norm = metadata.get("normalization") or {}
+    norm = metadata.extra.get("normalization") or {}
     scale, shift = np.asarray(norm.get("scale", []), dtype=float), np.asarray(norm.get("shift", []), dtype=float)
     if scale.shape == (rows.shape[1],) and shift.shape == scale.shape and (scale > 0).all():
         return (rows - shift) / scale, "standardised units, as the model scores"
@@ -137,7 +138,7 @@ def fig_embedding_map(data: ReportData) -> tuple[bytes, str]:
 
 def _thresholds(data: ReportData) -> dict[str, float]:
     lines = {}
-    model = (data.metadata.get("anomaly_threshold") or {})
+    model = data.metadata.anomaly_threshold or {}
     if model.get("value") is not None:
         lines[f"model threshold (quantile {model.get('quantile', '?')})"] = float(model["value"])
     used = (data.manifest.anomalies if data.manifest else None) or {}
@@ -235,7 +236,7 @@ def fig_vae_samples(data: ReportData) -> tuple[bytes, str]:
     from ae_tf.report import plots
 
     if not data.is_vae:
-        raise Skip(f"a {data.metadata.get('family', '?')} model has no prior to sample (only a VAE does)")
+        raise Skip(f"a {data.metadata.family} model has no prior to sample (only a VAE does)")
     if data.samples is None:
         raise Skip("the SavedModel has no `sample` signature")
     samples = data.samples

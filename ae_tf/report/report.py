@@ -88,14 +88,14 @@ def make_report(config: ReportConfig) -> ReportResult:
     for figure in figures:
         _write(os.path.join(config.output, figure.file), figure.png)
     _remove_stale_figures(config.output, {figure.file for figure in figures})
-    subtitle = (f"{config.model} ({data.metadata.get('family', '?')}, version {data.metadata.get('model_version')}), "
+    subtitle = (f"{config.model} ({data.metadata.family}, version {data.metadata.model_version}), "
                 f"made {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC")
     page = render("ae-tf report", subtitle, [model_table(data), manifest_table(data), dedup_table(data)],
                   figures, skipped, page_warnings(data))
     html_path = os.path.join(config.output, INDEX)
     _write(html_path, page)
     _write(os.path.join(config.output, SUMMARY), json.dumps({
-        "model": config.model, "model_version": data.metadata.get("model_version"),
+        "model": config.model, "model_version": data.metadata.model_version,
         "config": dataclasses.asdict(config),
         "figures": [{"file": f.file, "title": f.title, "width": f.width, "height": f.height} for f in figures],
         "skipped": [{"title": t, "reason": r} for t, r in skipped],

@@ -22,18 +22,18 @@ def _num(value, digits: int = 5) -> str:
 def model_table(data: ReportData) -> Table:
     m = data.metadata
     spec = data.spec
-    training = m.get("training", {})
-    threshold = m.get("anomaly_threshold") or {}
+    training = m.training or {}
+    threshold = m.anomaly_threshold or {}
     features = f"{spec.kind}: {', '.join(spec.columns)} (width {spec.width})"
     if spec.image is not None:
         features += f", images {spec.image.height}x{spec.image.width}x{spec.image.channels} ({spec.image.encoding})"
-    network = (m.get("model") or {}).get("network")
+    network = (m.extra.get("model") or {}).get("network")
     rows = [
         ("model", data.config.model),
-        ("version", m.get("model_version", "-")),
-        ("created", m.get("created_at", "-")),
-        ("family", m.get("family", "-") + (f" ({network} network)" if network else "")),
-        ("code size", _num(m.get("code_size"))),
+        ("version", m.model_version),
+        ("created", m.created_at or "-"),
+        ("family", m.family + (f" ({network} network)" if network else "")),
+        ("code size", _num(m.code_size)),
         ("features", features),
         ("training rows", f"{_num(training.get('rows_train'))} train, {_num(training.get('rows_validation'))} validation"),
         ("epochs", f"{_num(training.get('epochs_run'))} run, best {_num(training.get('best_epoch'))}, "
@@ -41,7 +41,7 @@ def model_table(data: ReportData) -> Table:
         ("loss", f"train {_num(training.get('train_loss'))}, validation {_num(training.get('validation_loss'))}"),
         ("anomaly threshold", f"{_num(threshold.get('value'))} (quantile {_num(threshold.get('quantile'))} of "
                               f"validation {describe_score(m)})" if threshold else "-"),
-        ("versions", ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (m.versions or {}).items())),
     ]
     return Table("Model", rows)
 
@@ -86,9 +86,9 @@ def dedup_table(data: ReportData) -> Table:
 
 def page_warnings(data: ReportData) -> list[str]:
     notes = []
-    if data.manifest and data.manifest.model_version not in (None, data.metadata.get("model_version")):
+    if data.manifest and data.manifest.model_version not in (None, data.metadata.model_version):
         notes.append(f"The embeddings were made by model version {data.manifest.model_version}, not this "
-                     f"model's {data.metadata.get('model_version')}: its threshold may not fit them.")
+                     f"model's {data.metadata.model_version}: its threshold may not fit them.")
     if "manifest" in data.notes:
         notes.append(data.notes["manifest"])
     return notes
