@@ -77,3 +77,38 @@ def test_sweep_on_rank_three_data_finds_three_and_plots(tmp_path, capsys):
 
         template = make_train_config(str(tmp_path / "d"), "vec", str(out / "t"), 1)
         run_sweep(SweepConfig(template, (1,), str(out)))
+
+
+@pytest.mark.slow
+def test_image_sweep_scores_the_exported_savedmodel(tmp_path, monkeypatch):
+    """Image-bytes candidates are judged through the SavedModel (BatchEncoder), like numeric ones, and
+    agree with the in-memory Keras model they were exported from."""
+    from image_data import write_image_dataset
+
+    from ae_tf.model import sweep
+    from ae_tf.model.encoder import BatchEncoder
+
+    write_image_dataset(tmp_path / "img", rows=48)
+    calls, keras_errors = [], []
+    real_score = BatchEncoder.score_prepared_images
+
+    def recording(self, images):
+        calls.append(len(images))
+        return real_score(self, images)
+
+    real_error = sweep._held_out_error
+
+    def with_keras(result, model_dir, val_raw):
+        keras_errors.append(float(np.mean(np.concatenate([np.asarray(result.model.score(b)) for b in val_raw]))))
+        return real_error(result, model_dir, val_raw)
+
+    monkeypatch.setattr(BatchEncoder, "score_prepared_images", recording)
+    monkeypatch.setattr(sweep, "_held_out_error", with_keras)
+    out = tmp_path / "sweep"
+    assert cli_main(["sweep", "--input", str(tmp_path / "img"), "--features", "image", "--model", "conv",
+                     "--image-size", "16", "--channels", "3", "--filters", "4,8", "--code-sizes", "2,4",
+                     "--output-dir", str(out), "--epochs", "1", "--batch-size", "16",
+                     "--validation-fraction", "0.25"]) == 0
+    assert len(calls) == 2 and all(n > 0 for n in calls)
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [r["autoencoder"] for r in rows] == pytest.approx(keras_errors, rel=1e-4)

@@ -96,6 +96,18 @@ class BatchEncoder:
         parts = [self._call(features[i:i + step]) for i in range(0, len(features), step)]
         return tuple(np.concatenate([p[j] for p in parts]) for j in range(3))
 
+    def score_prepared_images(self, images: np.ndarray) -> np.ndarray:
+        """Reconstruction error of images already decoded to [0, 1] [rows, h, w, c] (the training input),
+        through the SavedModel's `encode_and_score_images`, in sub-batches (image-bytes models only)."""
+        import tensorflow as tf
+
+        if self._encode_images is None:
+            raise TypeError("score_prepared_images needs an image-bytes model with encode_and_score_images")
+        step = self.model_batch_rows
+        parts = [self._encode_images(images=tf.constant(images[i:i + step], tf.float32))["reconstruction_error"]
+                 .numpy() for i in range(0, len(images), step)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
     @property
     def has_anomaly_score(self) -> bool:
         """The model exports an anomaly score beside the plain error (models from before it do not)."""

@@ -133,14 +133,18 @@ def pca_errors(train_x: np.ndarray, val_x: np.ndarray, sizes: list[int]) -> dict
 
 
 def _held_out_error(result, model_dir: str, val_raw: list) -> float:
-    """Mean held-out reconstruction error of one candidate. Numeric rows go through its exported SavedModel
-    (BatchEncoder, the inference path of encode, evaluation and the report), so the sweep judges what was
-    written. Image rows here are decoded tensors, which the SavedModel (it takes encoded image bytes) cannot
-    take: those are scored with the in-memory Keras model that was exported."""
-    if result.contract.spec.kind == IMAGE:
-        return float(np.mean(np.concatenate([np.asarray(result.model.score(b)) for b in val_raw])))
+    """Mean held-out reconstruction error of one candidate, through its exported SavedModel (BatchEncoder,
+    the inference path of encode, evaluation and the report), so the sweep judges what was written. Image
+    rows here are already decoded to [0, 1]: image-bytes models take them through `encode_and_score_images`;
+    only pixel-array image models (whose SavedModel takes raw pixel values, not decoded images) are scored
+    with the in-memory Keras model that was exported."""
     from ae_tf.model.encoder import BatchEncoder
 
+    if result.contract.spec.kind == IMAGE:
+        encoder = BatchEncoder.load(model_dir)
+        if encoder.decodes_once:
+            return float(np.mean(encoder.score_prepared_images(np.concatenate(val_raw))))
+        return float(np.mean(np.concatenate([np.asarray(result.model.score(b)) for b in val_raw])))
     _, errors, _ = BatchEncoder.load(model_dir).encode_array_scored(np.concatenate(val_raw).astype(np.float32))
     return float(np.mean(errors))
 
