@@ -9,7 +9,9 @@ already in memory: no reading, no decoding. Against it, in the same run:
 Images are JPEG crops of the photographs bundled in scikit-image and scikit-learn (ae_tf.inputs.demo_images), conv
 model (filters 32,64,128; 32,64,128,256 at 256x256, code 128); tabular rows are 64 floats near a rank-8
 subspace, dense model. Rows/s is measured over the passes after the first (the first traces the graph),
-with no validation split, each mode in a fresh subprocess so its peak memory (max RSS) is its own.
+with no validation split, each mode in a fresh subprocess so its peak memory (max RSS) is its own. The
+modes alternate `--repeats` times (fit, cache, stream, fit, ...) so a burst of load from other work on a
+shared machine falls on all of them; each mode's figure is its median rate (every run's rate is printed).
 Target (issue 11): pipeline >= 0.9x the in-memory fit.
 """
 
@@ -20,6 +22,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -119,6 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--points", default="64:1536,128:512,256:96", help="image SIZE:ROWS points")
     parser.add_argument("--tabular-rows", type=int, default=200_000, help="tabular rows (0: none)")
     parser.add_argument("--epochs", type=int, default=3, help="passes per run (the first is not counted)")
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each mode")
     parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -135,12 +139,17 @@ def main(argv=None) -> int:
             data_dir = os.path.join(workdir, f"{kind}-{size}")
             make_data(data_dir, kind, size, rows)
             label = f"{rows:,} photos {size}x{size}" if kind == "image" else f"{rows:,} rows x 64 floats"
-            results = {mode: measure(mode, data_dir, kind, size, args.epochs, workdir) for mode in MODES}
+            runs = {mode: [] for mode in MODES}
+            for _ in range(max(1, args.repeats)):
+                for mode in MODES:
+                    runs[mode].append(measure(mode, data_dir, kind, size, args.epochs, workdir))
+            rate = {mode: statistics.median(r["rows_per_s"] for r in runs[mode]) for mode in MODES}
             for mode in MODES:
-                r = results[mode]
                 name = {"fit": "keras fit, numpy", "cache": "pipeline cache", "stream": "pipeline stream"}[mode]
-                ratio = r["rows_per_s"] / results["fit"]["rows_per_s"]
-                print(f"{label:<26}{name:<17}{r['rows_per_s']:>10.1f}{ratio:>7.2f}x{r['peak_mb']:>9.0f}", flush=True)
+                each = ", ".join(f"{r['rows_per_s']:.1f}" for r in runs[mode])
+                peak = max(r["peak_mb"] for r in runs[mode])
+                print(f"{label:<26}{name:<17}{rate[mode]:>10.1f}{rate[mode] / rate['fit']:>7.2f}x{peak:>9.0f}"
+                      f"   (runs: {each})", flush=True)
             shutil.rmtree(data_dir, ignore_errors=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -82,3 +82,27 @@ def test_sub_batches_keep_a_256px_encode_flat_in_memory(tmp_path):
     # the 256x256 benchmark measures 1.95 GB at 100 rows and 1.98 GB at 200)
     assert growth_one_call > 300, peaks
     assert growth_auto < 0.5 * growth_one_call, peaks
+
+
+def test_training_scoring_passes_stay_within_the_budget():
+    """Training's scoring passes (anomaly constants, quantiles) call the in-memory Keras model: a 256x256 conv
+    model gets batches sized by the same budget as encode, a small model the full 4,096-row batches."""
+    from ae_tf.inputs.features import IMAGE, FeatureSpec
+    from ae_tf.inputs.images import ImageSpec
+    from ae_tf.model.batching import activation_floats_per_row, rows_within_budget
+    from ae_tf.model.families.config import ModelConfig
+    from ae_tf.model.families.factory import build_model, input_layer
+
+    def conv(side: int):
+        image = ImageSpec(side, side, 3)
+        spec = FeatureSpec(IMAGE, ("image",), image.size, image=image)
+        prepare, _ = input_layer(spec)
+        model = build_model(ModelConfig(code_size=8, family="conv", filters=(8, 16)), spec, prepare)
+        model(np.zeros((1, *image.shape), np.float32))
+        return model, spec.width
+
+    model, width = conv(256)
+    rows = rows_within_budget(model, width, budget_mb=256)
+    per_row = 4 * (activation_floats_per_row(model) + width)
+    assert 1 <= rows < 4096 and rows * per_row <= 256 * 2**20 < (rows + 1) * per_row
+    assert rows_within_budget(*conv(8)) == 4096

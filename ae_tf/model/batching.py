@@ -65,6 +65,13 @@ def auto_model_batch_rows(metadata: ModelMetadata, budget_mb: float | None = Non
     return max(1, min(rows, MAX_MODEL_BATCH_ROWS))
 
 
+def rows_within_budget(model, width: int, budget_mb: float | None = None, cap: int = 4096) -> int:
+    """Rows per call of an in-memory Keras model (training's scoring passes) within the same budget: a
+    4,096-row batch of 256x256 photos would need ~90 GB of activations."""
+    per_row = 4 * (activation_floats_per_row(model) + int(width))
+    return max(1, min(cap, int(memory_budget_mb(budget_mb) * 2**20 // per_row)))
+
+
 def parse_model_batch_rows(text: str | int | None) -> int | None:
     """`--model-batch-rows auto|N` -> None (automatic) or a positive row count."""
     if text is None or (isinstance(text, str) and text.strip().lower() in ("", "auto")):

@@ -144,6 +144,7 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     import keras
 
     from ae_tf.inputs.input_cache import decide_cache, decoded_row_bytes
+    from ae_tf.model.batching import rows_within_budget
     from ae_tf.model.callbacks import EpochHistory, EpochSummary, NaNGuard, PausePoint
     from ae_tf.model.devices import choose_strategy, describe_devices
     from ae_tf.model.export import export_model
@@ -215,8 +216,10 @@ def train(config: TrainConfig, callbacks: Sequence = ()) -> TrainResult:
     history = EpochHistory.read(history_log) if resuming else \
         {k: [float(v) for v in vals] for k, vals in fit.history.items()}
 
-    score_params = fit_parameters(model, source.dataset(TRAIN, 4096), val_ds, granularity=granularity_for(spec.kind))
-    val_errors, val_scores = collect_scores(model, val_ds if val_ds is not None else source.dataset(TRAIN, 4096),
+    score_rows = rows_within_budget(model, spec.width)
+    score_params = fit_parameters(model, source.dataset(TRAIN, score_rows), val_ds,
+                                  granularity=granularity_for(spec.kind))
+    val_errors, val_scores = collect_scores(model, val_ds if val_ds is not None else source.dataset(TRAIN, score_rows),
                                             score_params)
     measured_on = "validation" if val_ds is not None else "train"
     best_epoch = int(np.argmin(history[monitor])) + 1
