@@ -56,20 +56,27 @@ def bytes_per_row(metadata: ModelMetadata) -> int:
     activations = (metadata.inference or {}).get("activation_floats_per_row")
     if activations is None:
         activations = _FALLBACK_ACTIVATIONS_PER_INPUT * input_floats
-    return 4 * (int(activations) + input_floats)
+    return _row_bytes(int(activations), input_floats)
 
 
 def auto_model_batch_rows(metadata: ModelMetadata, budget_mb: float | None = None) -> int:
     """Rows per model call that keep one call's working memory within the budget (at least 1)."""
-    rows = int(memory_budget_mb(budget_mb) * 2**20 // bytes_per_row(metadata))
-    return max(1, min(rows, MAX_MODEL_BATCH_ROWS))
+    return _rows_in_budget(bytes_per_row(metadata), budget_mb, MAX_MODEL_BATCH_ROWS)
 
 
 def rows_within_budget(model, width: int, budget_mb: float | None = None, cap: int = 4096) -> int:
     """Rows per call of an in-memory Keras model (training's scoring passes) within the same budget: a
     4,096-row batch of 256x256 photos would need ~90 GB of activations."""
-    per_row = 4 * (activation_floats_per_row(model) + int(width))
-    return max(1, min(cap, int(memory_budget_mb(budget_mb) * 2**20 // per_row)))
+    return _rows_in_budget(_row_bytes(activation_floats_per_row(model), int(width)), budget_mb, cap)
+
+
+def _row_bytes(activation_floats: int, input_floats: int) -> int:
+    """float32 bytes of one row's activations plus one prepared input row."""
+    return 4 * (activation_floats + input_floats)
+
+
+def _rows_in_budget(row_bytes: int, budget_mb: float | None, cap: int) -> int:
+    return max(1, min(cap, int(memory_budget_mb(budget_mb) * 2**20 // row_bytes)))
 
 
 def parse_model_batch_rows(text: str | int | None) -> int | None:
