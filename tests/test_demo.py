@@ -162,4 +162,7 @@ def test_image_demo_end_to_end(tmp_path, capsys):
     # the reconstruction grid at full size: 8 columns of 32x32 cells with 4 px gaps, 2 pairs of rows
     with Image.open(workdir / "report" / "reconstructions.png") as grid:
         assert grid.size == (8 * 36 + 4, 2 * (2 * 32 + 12) + 4)
-    assert "at full size (32x32 px each" in (workdir / "report" / "index.html").read_text()
+    page = (workdir / "report" / "index.html").read_text()
+    assert "at full size (32x32 px each" in page
+    assert "fetched from the encode input by" in page  # the duplicate groups are drawn as photos
+    assert "mirror-invariant" in printed

@@ -248,6 +248,42 @@ def test_dedup_examples_show_image_thumbnails(png_conv_model, tmp_path):
         assert picture.size == (plots.FIGURES["dedup_examples"].width, plots.FIGURES["dedup_examples"].height)
 
 
+def test_dedup_examples_fetch_thumbnails_from_the_encode_input_by_id(png_conv_model, tmp_path):
+    """Dedup rows that kept only `id` (no image column): the pictures come from the encode input, by id."""
+    from ae_tf.contracts import EncodeManifest
+    from ae_tf.inputs.features import FeatureSpec
+    from ae_tf.inputs.images import encode_png
+    from ae_tf.model.export import read_metadata
+    from ae_tf.report.dedup import dedup_examples
+    from ae_tf.report.inputs import find_dedup_outputs, rows_by_key
+
+    images = (np.random.default_rng(3).random((30, 8, 8, 1)) * 255).astype(np.uint8)
+    data = pa.table({"id": np.arange(100, 130), "image": pa.array(encode_png(images), pa.binary())})
+    inputs = [str(tmp_path / "in-0.parquet"), str(tmp_path / "in-1.parquet")]
+    pq.write_table(data.slice(0, 15), inputs[0], row_group_size=4)  # several files and row groups
+    pq.write_table(data.slice(15), inputs[1], row_group_size=4)
+    wanted = [127, 101, 114, 115, 100]
+    found = rows_by_key(inputs, "id", wanted, ["image"])
+    assert found.column("id").to_pylist() == wanted
+    assert found.column("image").to_pylist() == [data.column("image")[i - 100].as_py() for i in wanted]
+    assert rows_by_key(inputs, "id", [100, 999], ["image"]) is None  # a key that is not there
+
+    cluster = np.where(np.arange(30) < 12, 0, np.where(np.arange(30) < 17, 12, np.arange(30)))
+    os.makedirs(tmp_path / "dd" / "annotated")
+    pq.write_table(pa.table({"id": np.arange(100, 130), "cluster_id": cluster, "keep": cluster == np.arange(30),
+                             "max_similarity": np.linspace(0.96, 0.99, 30).astype(np.float32)}),
+                   tmp_path / "dd" / "annotated" / "part-00000-of-00001.parquet")
+    spec = FeatureSpec.from_dict(read_metadata(png_conv_model)["feature_spec"])
+    dedup = find_dedup_outputs(str(tmp_path / "dd"))
+    with pytest.raises(ValueError, match="neither the model's input column nor an embedding"):
+        dedup_examples(dedup, spec)  # without the manifest there is nothing to draw
+    manifest = EncodeManifest(rows_in=30, rows_out=30, shards=[], inputs=inputs, keep_columns=["id"])
+    png, caption = dedup_examples(dedup, spec, manifest)
+    assert "(sizes 12, 5)" in caption and "`image` images (fetched from the encode input by `id`)" in caption
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.size == (plots.FIGURES["dedup_examples"].width, plots.FIGURES["dedup_examples"].height)
+
+
 def test_missing_optional_inputs_are_skipped_with_a_note(vector_model, embeddings, tmp_path):
     """A model whose history and training data are gone: nothing that needs them is drawn, no error;
     given --embeddings, the map and histogram are still drawn from them."""

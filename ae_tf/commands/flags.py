@@ -7,6 +7,7 @@ Family flags, and which family reads them:
   --sparsity kl|l1, --sparsity-weight, --sparsity-target                   sparse
   --beta                                                                   vae
   --image-size, --channels, --filters                                      image features, conv
+  --mirror-invariant                                                       image features
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=None, choices=[1, 3], help="image channels (default: the first image's)")
     p.add_argument("--filters", default=",".join(map(str, DEFAULTS.filters)),
                    help="conv: filters per stride-2 layer (each halves the image side)")
+    p.add_argument("--mirror-invariant", action="store_true", default=None,
+                   help="images: embed each photo as the mean of its code and its mirror image's code, so "
+                        "left-right flipped copies get the same embedding (reconstruction is unchanged)")
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
@@ -61,7 +65,7 @@ def model_kwargs(args: argparse.Namespace) -> dict:
                 normalization=args.normalization, noise_stddev=args.noise_stddev, mask_fraction=args.mask_fraction,
                 sparsity=args.sparsity, sparsity_weight=args.sparsity_weight, sparsity_target=args.sparsity_target,
                 beta=args.beta, image_size=args.image_size, channels=args.channels, filters=args.filters,
-                tfds=args.tfds, tfds_data_dir=args.tfds_data_dir)
+                mirror_invariant=args.mirror_invariant, tfds=args.tfds, tfds_data_dir=args.tfds_data_dir)
 
 
 def family_summary(metadata: ModelMetadata) -> str | None:

@@ -38,6 +38,9 @@ VARIANCE_FLOOR = 0.01   # of the mean residual variance
 COVARIANCE_RIDGE = 1e-3  # of the mean code variance, added to the diagonal before inverting
 MAX_CODE_ROWS = 262_144  # training rows whose codes are accumulated (a sample suffices for a k x k matrix)
 MIN_VARIANCE_ROWS = 200  # with fewer held-out rows, the residual spread also uses the training rows
+# Calibration runs compiled, in sub-batches of this many rows: eager Keras calls cost ~5x the compiled
+# step on a conv model, and one shape (plus the last, shorter one) keeps retracing to two graphs.
+CALIBRATION_ROWS = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +73,12 @@ class ScoreParameters:
                    variance_rows=int(data.get("variance_rows", 0)), code_rows=int(data.get("code_rows", 0)))
 
 
+def _code_and_residual(model, x):
+    """(code, squared residual) of a batch: what calibration accumulates (the prepared input stays inside)."""
+    _clean, code, squared = _residuals(model, x)
+    return code, squared
+
+
 def _residuals(model, x):
     """(prepared input, code, squared residual [rows, ...]) in the model's own space."""
     from keras import ops
@@ -78,6 +87,36 @@ def _residuals(model, x):
     code = model.embed(clean)
     rebuilt = ops.cast(model.decoder(code, training=False), "float32")
     return clean, code, ops.square(clean - rebuilt)
+
+
+def sub_batches(batch, rows: int = CALIBRATION_ROWS):
+    """Slices of at most `rows` rows of a batch (a tensor or a dict of tensors, as tf.data yields them)."""
+    import tensorflow as tf
+
+    first = tf.nest.flatten(batch)[0]
+    total = int(first.shape[0]) if first.shape[0] is not None else int(tf.shape(first)[0])
+    for start in range(0, total, rows):
+        yield tf.nest.map_structure(lambda t, s=start: t[s:s + rows], batch)
+
+
+def compiled(model, name: str, fn):
+    """`fn(model, x)` as one tf.function per model (kept on the model, so each graph is traced once)."""
+    import tensorflow as tf
+
+    cache = model.__dict__.setdefault("_ae_tf_compiled", {})
+    if name not in cache:
+        cache[name] = tf.function(lambda x: fn(model, x), reduce_retracing=True)
+    return cache[name]
+
+
+def calibration_passes(model, batches: Iterable, name: str, fn) -> Iterable:
+    """`fn(model, sub-batch)` as numpy, compiled, over every sub-batch of `batches`."""
+    import tensorflow as tf
+
+    step = compiled(model, name, fn)
+    for batch in batches:
+        for part in sub_batches(batch):
+            yield tf.nest.map_structure(np.asarray, step(part))
 
 
 def score_outputs(model, x, params: ScoreParameters | None) -> dict:
@@ -91,7 +130,7 @@ def score_outputs(model, x, params: ScoreParameters | None) -> dict:
     rows = tf.shape(squared)[0]
     flat = tf.reshape(squared, (rows, -1))
     error = tf.reduce_mean(flat, axis=-1)
-    out = {"embedding": code, RECONSTRUCTION: error}
+    out = {"embedding": model.embedding(clean, code), RECONSTRUCTION: error}
     if params is None:
         out["anomaly_score"] = error
         return out
@@ -128,18 +167,17 @@ def fit_parameters(model, train_batches: Iterable, validation_batches: Iterable 
         raise InvalidInput(f"anomaly score rule must be one of {', '.join(RULES)}, got {rule!r}")
     residual = _Moments()
     if validation_batches is not None:
-        for batch in validation_batches:
-            residual.add_residuals(model, batch, granularity)
+        for _code, squared in calibration_passes(model, validation_batches, "residuals", _code_and_residual):
+            residual.add_squared(squared, granularity)
     pooled = residual.rows < MIN_VARIANCE_ROWS
     codes = _Moments()
-    for batch in train_batches:
+    for code, squared in calibration_passes(model, train_batches, "residuals", _code_and_residual):
         if codes.rows >= MAX_CODE_ROWS and not pooled:
             break
-        clean, code, squared = _residuals(model, batch)
         if codes.rows < MAX_CODE_ROWS:
-            codes.add_codes(np.asarray(code))
+            codes.add_codes(code)
         if pooled:
-            residual.add_squared(np.asarray(squared), granularity)
+            residual.add_squared(squared, granularity)
     variance = residual.sum / max(residual.rows, 1)
     variance = np.maximum(variance, VARIANCE_FLOOR * max(float(variance.mean()), 1e-12))
     mean = codes.sum / max(codes.rows, 1)
@@ -156,9 +194,6 @@ class _Moments:
 
     def __init__(self):
         self.rows, self.sum, self.outer = 0, 0.0, 0.0
-
-    def add_residuals(self, model, batch, granularity: str) -> None:
-        self.add_squared(np.asarray(_residuals(model, batch)[2]), granularity)
 
     def add_squared(self, squared: np.ndarray, granularity: str) -> None:
         squared = squared.astype(np.float64)

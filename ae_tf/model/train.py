@@ -124,11 +124,17 @@ class TrainResult:
 
 def collect_scores(model, dataset, params=None) -> tuple[np.ndarray, np.ndarray]:
     """(reconstruction_error, anomaly_score) of every row of `dataset`, as the exported `score` computes them."""
+    from ae_tf.model.anomaly_score import calibration_passes
+
+    def errors_and_scores(model, x):
+        out = score_outputs(model, x, params)
+        return out["reconstruction_error"], out["anomaly_score"]
+
     errors, scores = [], []
-    for batch in dataset:
-        out = score_outputs(model, batch, params)
-        errors.append(np.asarray(out["reconstruction_error"]))
-        scores.append(np.asarray(out["anomaly_score"]))
+    # one name per parameter set: the constants are baked into the traced graph
+    for error, score in calibration_passes(model, dataset, f"scores-{id(params)}", errors_and_scores):
+        errors.append(error)
+        scores.append(score)
     if not errors:
         return np.zeros(0, np.float32), np.zeros(0, np.float32)
     return np.concatenate(errors), np.concatenate(scores)

@@ -1,8 +1,10 @@
 """The report's dedup examples: for the largest clusters, the kept row next to a few of the rows it replaced.
 
 Rows are shown as pictures when the dedup rows carry the model's input column and the model is an image
-model (decoded thumbnails) or takes a square vector (8x8 digits); otherwise as their embeddings, one
-strip each. Members shown are the least similar to their kept row, so the page shows how far a cluster
+model (decoded thumbnails) or takes a square vector (8x8 digits). When the dedup rows lack the image
+column (encode kept only ids), the thumbnails are fetched from the encode input by a key column the rows
+kept (`id`, or another kept column whose values are unique), named by the encode manifest. Otherwise rows
+are shown as their embeddings, one strip each. Members shown are the least similar to their kept row, so the page shows how far a cluster
 reaches. Rows are found by position: `cluster_id` is the kept row's row number in the annotated output.
 """
 
@@ -18,6 +20,7 @@ from ae_tf.inputs.features import IMAGE, FeatureSpec
 
 CLUSTERS = 5
 MEMBERS = 5
+MAX_LOOKUP_FILES = 64  # input files searched by key for thumbnails (each costs a read of the key column)
 MAX_SIMILARITY = "max_similarity"
 
 
@@ -40,10 +43,30 @@ def _read_rows(files: list[str], positions: np.ndarray, columns: list[str]) -> p
     return table.take(pa.array(order[np.argsort(np.argsort(positions))]))
 
 
-def _pictures(table: pa.Table, spec: FeatureSpec, schema: pa.Schema) -> tuple[np.ndarray | None, str]:
+def _from_encode_input(table: pa.Table, spec: FeatureSpec, manifest) -> tuple[pa.Table, str] | None:
+    """The dedup rows with the image column added from the encode input, matched by a kept key column."""
+    column = spec.columns[0] if spec.columns else None
+    inputs = list(getattr(manifest, "inputs", None) or [])
+    if spec.kind != IMAGE or column is None or not inputs or len(inputs) > MAX_LOOKUP_FILES:
+        return None
+    from ae_tf.report.inputs import rows_by_key
+
+    kept = list(getattr(manifest, "keep_columns", None) or [])
+    keys = [k for k in dict.fromkeys(["id", *kept]) if k in table.column_names and k != column]
+    for key in keys:
+        values = table.column(key).to_pylist()
+        if None in values or len(set(values)) != len(values):
+            continue
+        found = rows_by_key(inputs, key, values, [column])
+        if found is not None:
+            return table.append_column(column, found.column(column)), f" (fetched from the encode input by `{key}`)"
+    return None
+
+
+def _pictures(table: pa.Table, spec: FeatureSpec) -> tuple[np.ndarray | None, str]:
     """(images [n, h, w(, c)] in their own value range, what they are) or (embeddings [n, k], ...)."""
     column = spec.columns[0] if spec.columns else None
-    if column is not None and column in schema.names:
+    if column is not None and column in table.column_names:
         if spec.kind == IMAGE:
             import tensorflow as tf
 
@@ -63,7 +86,7 @@ def _pictures(table: pa.Table, spec: FeatureSpec, schema: pa.Schema) -> tuple[np
             side = math.isqrt(values.shape[1]) if values is not None else 0
             if values is not None and side >= 2 and side * side == values.shape[1]:
                 return values.reshape(len(values), side, side), f"`{column}` as {side}x{side} images"
-    if "embedding" in schema.names:
+    if "embedding" in table.column_names:
         from ae_tf.embeddings import embedding_matrix
 
         return embedding_matrix(table.column("embedding")), "embeddings (one strip per row)"
@@ -96,8 +119,11 @@ def draw_examples(cells: list[list[tuple[np.ndarray, str]]]) -> bytes:
     return to_png(fig, kind)
 
 
-def dedup_examples(dedup, spec: FeatureSpec) -> tuple[bytes, str]:
-    """The figure and its caption; raises ValueError with the reason when nothing can be shown."""
+def dedup_examples(dedup, spec: FeatureSpec, manifest=None) -> tuple[bytes, str]:
+    """The figure and its caption; raises ValueError with the reason when nothing can be shown.
+
+    `manifest` (the encode run's ae_tf.contracts.EncodeManifest) names the input to fetch thumbnails from.
+    """
     from ae_tf.report.inputs import _open
 
     ids = dedup.cluster_ids()
@@ -123,9 +149,16 @@ def dedup_examples(dedup, spec: FeatureSpec) -> tuple[bytes, str]:
     positions = np.concatenate(groups)
     if positions.max() >= len(ids):
         raise InvalidInput(f"cluster_id values in {dedup.directory} are not row numbers of its rows")
-    wanted = [n for n in dict.fromkeys([*spec.columns, "embedding", "id"]) if n in schema.names]
+    kept = list(getattr(manifest, "keep_columns", None) or [])
+    wanted = [n for n in dict.fromkeys([*spec.columns, "embedding", "id", *kept]) if n in schema.names]
     table = _read_rows(dedup.row_files, positions, wanted)
-    pictures, what = _pictures(table, spec, schema)
+    fetched = ""
+    if spec.columns and spec.columns[0] not in table.column_names:
+        added = _from_encode_input(table, spec, manifest)
+        if added is not None:
+            table, fetched = added
+    pictures, what = _pictures(table, spec)
+    what += fetched
     if pictures is None:
         raise InvalidInput(f"the rows in {dedup.directory} carry neither the model's input column nor an embedding")
     names = table.column("id").to_pylist() if "id" in schema.names else positions.tolist()

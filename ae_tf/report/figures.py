@@ -227,7 +227,7 @@ def fig_dedup_examples(data: ReportData) -> tuple[bytes, str]:
     if data.dedup is None:
         raise Skip("no --dedup directory given")
     try:
-        return dedup_examples(data.dedup, data.spec)
+        return dedup_examples(data.dedup, data.spec, data.manifest)
     except ValueError as why:
         raise Skip(str(why)) from None
 

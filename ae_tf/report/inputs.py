@@ -260,3 +260,39 @@ def input_sample(files: list[str], spec: FeatureSpec, max_rows: int, seed: int =
     if not check.all_valid:
         table = table.filter(pa.array(check.valid))
     return features_to_array(table, spec, source=files[0]), int(len(check.valid))
+
+
+def rows_by_key(files: list[str], key: str, values: list, columns: list[str]) -> pa.Table | None:
+    """The rows of `files` whose `key` is one of `values`, with `key` and `columns`, in the order of `values`.
+
+    Only the key column is read everywhere; the other columns are read from the row groups that hold a
+    wanted key (the report's dedup page fetches a few dozen thumbnails this way from a large input).
+    None when a file lacks a column or a key is not found.
+    """
+    import pyarrow.compute as pc
+
+    parts = []
+    for path in files:
+        reader = _open(path)
+        if key not in reader.schema_arrow.names or any(c not in reader.schema_arrow.names for c in columns):
+            return None
+        for group in range(reader.metadata.num_row_groups):
+            keys = reader.read_row_group(group, columns=[key]).column(key)
+            try:
+                wanted = pa.array(values).cast(keys.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                return None
+            hits = np.flatnonzero(pc.is_in(keys, value_set=wanted).to_numpy(zero_copy_only=False))
+            if len(hits):
+                parts.append(reader.read_row_group(group, columns=[key, *columns]).take(pa.array(hits)))
+    if not parts:
+        return None
+    table = pa.concat_tables(parts)
+    found = table.column(key).to_pylist()
+    first = {}
+    for i, value in enumerate(found):
+        first.setdefault(value, i)
+    if any(v not in first for v in values):
+        return None
+    return table.take(pa.array([first[v] for v in values]))
+

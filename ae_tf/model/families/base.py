@@ -102,15 +102,23 @@ class Autoencoder(keras.Model):
     # -- serving (what the SavedModel signatures call) --------------------------------------------------
 
     def embed(self, clean):
-        """Prepared input -> embedding (deterministic)."""
+        """Prepared input -> code (deterministic): what the decoder rebuilds from."""
         return ops.cast(self.encoder(clean, training=False), "float32")
+
+    def embedding(self, clean, code):
+        """The embedding served for a code: the code itself, or with `mirror_invariant` (images) the mean of
+        the codes of the image and its left-right mirror, so both orientations embed identically."""
+        if not self.config.mirror_invariant or len(clean.shape) != 4:
+            return code
+        return (code + self.embed(ops.flip(clean, axis=2))) / 2.0
 
     def _error(self, clean, code):
         rebuilt = ops.cast(self.decoder(code, training=False), "float32")
         return row_mean(ops.square(clean - rebuilt))
 
     def encode(self, x):
-        return self.embed(self.prepare(x))
+        clean = self.prepare(x)
+        return self.embedding(clean, self.embed(clean))
 
     def decode(self, code):
         return self.prepare.invert(self.decoder(code, training=False))
@@ -123,10 +131,11 @@ class Autoencoder(keras.Model):
         """Both in one pass: an image is decoded once, not twice."""
         clean = self.prepare(x)
         code = self.embed(clean)
-        return code, self._error(clean, code)
+        return self.embedding(clean, code), self._error(clean, code)
 
     def describe(self) -> dict:
         """Family settings for the model metadata (what was actually built, defaults resolved)."""
         noise, mask = self.config.corruption() if self.corruption is not None else (0.0, 0.0)
         return {"family": self.config.family, "network": self.network, "code_size": self.config.code_size,
-                "corruption": {"noise_stddev": noise, "mask_fraction": mask}}
+                "corruption": {"noise_stddev": noise, "mask_fraction": mask},
+                "mirror_invariant": bool(self.config.mirror_invariant)}

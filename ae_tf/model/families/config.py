@@ -25,6 +25,9 @@ class ModelConfig:
     image_size     (height, width) images are resized to; None: the size of the first image
     channels       1 or 3; None: from the first image
     filters        conv: filters per stride-2 layer (each halves the image side)
+    mirror_invariant  images: the embedding is the mean of the codes of the image and its left-right mirror,
+                   so a mirrored copy gets the same embedding (dedup finds flips); reconstruction and the
+                   anomaly score still use the image's own code
     """
 
     family: str = "dense"
@@ -42,6 +45,7 @@ class ModelConfig:
     image_size: tuple[int, int] | None = None
     channels: int | None = None
     filters: tuple[int, ...] = (32, 64)
+    mirror_invariant: bool = False
 
     def validate(self) -> None:
         if self.family not in FAMILY_NAMES:

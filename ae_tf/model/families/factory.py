@@ -24,6 +24,8 @@ FAMILIES = {
 def build_model(config: ModelConfig, spec: FeatureSpec, prepare: keras.layers.Layer) -> Autoencoder:
     """Build the family named in `config` (validated first, so a typo fails before any data is read)."""
     config.validate()
+    if config.mirror_invariant and spec.kind != IMAGE:
+        raise InvalidInput(f"--mirror-invariant needs an image feature column; {', '.join(spec.columns)} is {spec.kind}")
     if config.family not in FAMILIES:
         raise InvalidInput(f"--model must be one of {', '.join(sorted(FAMILIES))}, got {config.family!r}")
     return FAMILIES[config.family](config, spec, prepare)
