@@ -64,6 +64,24 @@ def write_scalar_dataset(directory, rows: int = ROWS, seed: int = 1) -> list[str
 SCALAR_FEATURES = ",".join(f"f{j}" for j in range(WIDTH))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Test files holding a `slow` case run first, each file's tests kept together and in order.
+
+    `make test` spreads whole files over two workers (`-n 2 --dist loadfile --no-loadscope-reorder`, so a
+    module's trained fixtures are built once) in this order: the long files start early and the short ones
+    fill in at the end, instead of a one-minute file starting last on one worker while the other sits idle.
+    """
+    by_module: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        by_module.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def has_slow(module: str) -> bool:
+        return any(item.get_closest_marker("slow") for item in by_module[module])
+
+    order = sorted(by_module, key=lambda module: not has_slow(module))  # stable: collection order otherwise
+    items[:] = [item for module in order for item in by_module[module]]
+
+
 def train_tiny(input_glob: str, features: str, output: str, **kwargs):
     from ae_tf.model.train import make_train_config, train
 
