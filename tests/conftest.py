@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers share two cores: one intra-op thread each (and for the commands they start) instead of
+    # TensorFlow's one per core. Measured on 60 of the tests: 158-161 s against 177-179 s with the default.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
