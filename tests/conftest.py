@@ -7,7 +7,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers share two cores: one intra-op thread each (and for the commands they start) instead of
-    # TensorFlow's one per core. Measured on 60 of the tests: 158-161 s against 177-179 s with the default.
+    # TensorFlow's one per core. Measured, runs alternated: 158-161 s against 177-179 s with the default on
+    # 60 tests that train in process; 87-90 s against 85-97 s on the subprocess-heavy multiprocess+deploy files.
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import numpy as np  # noqa: E402
