@@ -35,8 +35,11 @@ demo-images: $(VENV)/.installed-demo
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check ae_tf pipelines benchmarks tests ae_tf_cli.py
 
+# Two pytest-xdist workers, whole test files each (a module's trained fixtures are built once); the files
+# with slow cases start first (tests/conftest.py). TEST_WORKERS=0 runs everything in this one process.
+TEST_WORKERS ?= 2
 unit: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests
 
 test: lint unit
 

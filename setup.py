@@ -26,6 +26,8 @@ EXTRAS = {
     "benchmark": ["faiss-cpu>=1.8,<2", "scikit-learn>=1.4,<2"],
     "test": [
         "pytest>=8,<10",
+        # `make test` runs the suite on two workers (-n 2 --dist loadfile)
+        "pytest-xdist>=3.5,<4",
         "ruff>=0.6,<1",
         "scikit-learn>=1.4,<2",
         "pandas>=2,<4",

@@ -44,6 +44,7 @@ def ae_tf(*args, check=True):
     return subprocess.run([str(BIN / "ae-tf"), *args], capture_output=True, text=True, env=ENV, check=check)
 
 
+@pytest.mark.slow
 def test_train_then_encode_from_the_command_line(tmp_path):
     write_vector_dataset(tmp_path / "data", rows=600, files=2)
     trained = ae_tf("train", "--input", f"{tmp_path}/data/*.parquet", "--features", "vec", "--code-size", "3",

@@ -82,6 +82,7 @@ def test_jittered_digits_stay_close_to_real_digits():
     assert (labels == load_digits()[1][source]).all()
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, capsys):
     assert demo.main(["--workdir", str(tmp_path / "demo"), "--rows", "3000", "--epochs", "2"]) == 0
     printed = capsys.readouterr().out

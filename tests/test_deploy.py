@@ -216,6 +216,7 @@ def test_shell_scripts_parse_and_the_scheduler_body_uses_template_parameters():
 
 # ---- the cron example runs ------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists("/usr/bin/env"), reason="needs a POSIX shell")
 def test_cron_command_runs_locally_on_tiny_data(tmp_path):
     """The exact wrapper cron, systemd and the CronJob run: promoted first, then kept (still exit 0); each

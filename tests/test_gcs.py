@@ -101,6 +101,7 @@ def test_reduce_and_dedup_read_and_write_gs(gcs_root, vector_model, vector_data)
     assert not storage.exists(f"{deduped}/_temporary")
 
 
+@pytest.mark.slow
 def test_registry_on_gs_retrain_then_encode_promote_and_rollback(gcs_root, gcs_data, capsys):
     registry = f"{gcs_root}/registry"
     train_args = ["--epochs", "2", "--hidden", "16"]

@@ -21,14 +21,12 @@ from ae_tf_cli import main as cli
 
 
 @pytest.fixture(scope="module")
-def two_models(tmp_path_factory, vector_data):
-    """Two tiny models on the same data: (good, poor) model directories, never moved (tests copy them)."""
-    root = tmp_path_factory.mktemp("registry_models")
-    good = str(root / "good")
-    poor = str(root / "poor")
-    train_tiny(f"{vector_data}/*.parquet", "vec", good, epochs=4)
-    train_tiny(f"{vector_data}/*.parquet", "vec", poor, epochs=1, learning_rate=1e-5, seed=1)
-    return good, poor
+def two_models(tmp_path_factory, vector_data, vector_model):
+    """Two tiny models on the same data: (good, poor) model directories, never moved (tests copy them).
+    The good one is the session's `vector_model`, so only the poor one is trained here."""
+    poor = str(tmp_path_factory.mktemp("registry_models") / "poor")
+    train_tiny(f"{vector_data}/*.parquet", "vec", poor, epochs=1, learning_rate=1e-5, seed=1, min_steps=0)
+    return vector_model[0], poor
 
 
 def register(registry: Registry, model_dir: str) -> str:

@@ -48,6 +48,7 @@ def test_pca_errors_match_scikit_learn():
     assert ours[6] == pytest.approx(0.0, abs=1e-9)
 
 
+@pytest.mark.slow
 def test_sweep_on_rank_three_data_finds_three_and_plots(tmp_path, capsys):
     write_vector_dataset(tmp_path / "d", rows=600, files=1)  # rows near a 3-D subspace, plus noise
     out = tmp_path / "sweep"

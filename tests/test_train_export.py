@@ -106,8 +106,8 @@ def test_scalar_columns_train_with_per_column_normalisation(scalar_model):
 
 def test_same_seed_same_model(tmp_path):
     write_vector_dataset(tmp_path / "d", rows=300, files=1)
-    a = train_tiny(f"{tmp_path}/d/*.parquet", "vec", str(tmp_path / "a"), epochs=2)
-    b = train_tiny(f"{tmp_path}/d/*.parquet", "vec", str(tmp_path / "b"), epochs=2)
+    a = train_tiny(f"{tmp_path}/d/*.parquet", "vec", str(tmp_path / "a"), epochs=2, min_steps=0)
+    b = train_tiny(f"{tmp_path}/d/*.parquet", "vec", str(tmp_path / "b"), epochs=2, min_steps=0)
     assert a.metadata["model_version"].split("-")[1] == b.metadata["model_version"].split("-")[1]
 
 
