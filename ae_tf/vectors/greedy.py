@@ -41,28 +41,34 @@ class GreedyResult:
         return int(self.kept.sum())
 
 
-def _resolve_chunk(similar: np.ndarray) -> np.ndarray:
-    """Greedy in order among rows that no earlier kept row removed: `similar[i, j]` (j < i) says row i is a
-    duplicate of row j. Returns the kept mask. Rounds of matrix-vector products decide every row whose
-    earlier neighbours are all decided; a chain is resolved one link per round, then by a plain loop."""
-    m = len(similar)
-    lower = np.tril(similar, -1)
-    if not lower.any():  # no duplicates among them (the usual case on sparse data)
-        return np.ones(m, dtype=bool)
-    adjacency = lower.astype(np.float32)
-    state = np.zeros(m, dtype=np.int8)  # 0 undecided, 1 kept, 2 removed
+def _resolve_chunk(local: np.ndarray, t: float) -> np.ndarray:
+    """Greedy in order among rows that no earlier kept row removed: `local` holds their cosines (the
+    diagonal -inf); row i is a duplicate of an earlier row j when local[i, j] >= t. Returns the kept mask.
+    Only rows with a pair among them are worked on (on sparse data: none, or a few). Rounds of
+    matrix-vector products decide every row whose earlier neighbours are all decided; a chain is resolved
+    one link per round, then by a plain loop."""
+    m = len(local)
+    keep = np.ones(m, dtype=bool)
+    similar = local >= t
+    involved = np.flatnonzero(similar.any(axis=1))  # symmetric: rows with an earlier or a later pair
+    if len(involved) == 0:  # no duplicates among them (the usual case on sparse data)
+        return keep
+    sub = np.tril(similar[np.ix_(involved, involved)], -1)
+    adjacency = sub.astype(np.float32)
+    state = np.zeros(len(involved), dtype=np.int8)  # 0 undecided, 1 kept, 2 removed
     for _ in range(64):
         undecided = np.flatnonzero(state == 0)
         if len(undecided) == 0:
-            return state == 1
+            break
         rows = adjacency[undecided]
         has_kept = rows @ (state == 1).astype(np.float32) > 0
         all_decided = rows @ (state == 0).astype(np.float32) == 0
         state[undecided[has_kept]] = 2
         state[undecided[~has_kept & all_decided]] = 1
     for i in np.flatnonzero(state == 0):  # long dependency chains: finish in order
-        state[i] = 2 if (similar[i, :i] & (state[:i] == 1)).any() else 1
-    return state == 1
+        state[i] = 2 if (sub[i, :i] & (state[:i] == 1)).any() else 1
+    keep[involved] = state == 1
+    return keep
 
 
 class _KeptSet:
@@ -149,18 +155,20 @@ def greedy_representatives(units: np.ndarray, threshold: float, extra_per_row: i
             if len(chunk) == 0:
                 continue
             local = units[lo + chunk] @ units[lo + chunk].T
-            keep_local = _resolve_chunk(local >= t)
+            np.fill_diagonal(local, -np.inf)
+            keep_local = _resolve_chunk(local, t)
             new = chunk[keep_local]
             kept[lo + new] = True
             gone = np.flatnonzero(~keep_local)  # removed by an earlier row of this chunk
             if len(gone):
-                inside = np.where(np.tril(np.ones((len(chunk), len(chunk)), dtype=bool), -1)[gone][:, keep_local],
-                                  local[gone][:, keep_local], -np.inf)
+                columns = np.flatnonzero(keep_local)
+                inside = local[np.ix_(gone, columns)]
+                inside[columns[None, :] >= gone[:, None]] = -np.inf  # only earlier rows count
                 a = inside.argmax(axis=1)
                 value = inside[np.arange(len(gone)), a]
                 better = value > best[lo + chunk[gone]]
                 best[lo + chunk[gone[better]]] = value[better]
-                rep[lo + chunk[gone[better]]] = lo + new[a[better]]
+                rep[lo + chunk[gone[better]]] = lo + chunk[columns[a[better]]]
             rep[lo + new] = lo + new
             kept_set.add(units[lo + new], lo + new)
         # a row removed by the kept set may be closer still to a row kept later in its block

@@ -33,6 +33,7 @@ SAMPLE_ROWS = 10_000  # rows deduplicated at launch to place the centroids
 WORK_PER_PARTITION = 3e7  # rows x kept rows compared in one partition (~0.3-1 s of matrix products)
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4)
 DENSE_KEPT_FRACTION = 0.05  # below this estimated kept fraction, partitions grow with the square of the ratio
+SPARSE_KEPT_FRACTION = 0.5  # above this estimated kept fraction, guests that meet no home row are pruned
 MISSED_REAL = 0.001  # of the sample's duplicate pairs
 MISSED_MADE = 0.05  # of pairs at exactly the threshold
 LSH_FLAGS = ("--recall", "--bands", "--rows-per-band", "--rounds", "--max-bucket")
@@ -97,6 +98,7 @@ class DedupPlan:
     seed: int = 0
     max_guests: int = 6
     residual_sample: int = 2000
+    prune_guests: bool = False  # most rows kept: drop guests that cannot change a home decision
     batch_rows: int = BATCH_ROWS
     compression: str = "zstd"
     run_id: str = ""
@@ -303,7 +305,8 @@ def plan_dedup(input_pattern: str, output_dir: str, column: str = "embedding", i
     check_output(output_dir, overwrite)  # read-only: the run prepares it (pipelines.launch.execute)
     return DedupPlan(vectors, id_column, vectors.schema.field(id_column).type, tuple(keep_columns), output_dir,
                      placement, threshold, sweep, keep_policy, priority_column, descending, clusters,
-                     max_pairs_per_row, seed, max_guests, residual_sample, batch_rows,
+                     max_pairs_per_row, seed, max_guests, residual_sample,
+                     placement.estimated_kept > SPARSE_KEPT_FRACTION * vectors.rows, batch_rows,
                      compression, run_id=time.strftime("%Y%m%d-%H%M%S"))
 
 

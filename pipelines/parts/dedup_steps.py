@@ -149,7 +149,7 @@ class DedupPartitionDoFn(beam.DoFn):
             reported[0] = now
 
         decisions, stats = dedup_partition(rows, plan.threshold, plan.max_pairs_per_row, plan.sweep, on_block,
-                                           links=plan.clusters == "connected")
+                                           links=plan.clusters == "connected", prune_guests=plan.prune_guests)
         self._rows.inc(home)
         yield from key_split(decisions, plan)
         yield beam.pvalue.TaggedOutput("stats", stats)
