@@ -99,24 +99,20 @@ def sub_batches(batch, rows: int = CALIBRATION_ROWS):
         yield tf.nest.map_structure(lambda t, s=start: t[s:s + rows], batch)
 
 
-def compiled(model, name: str, fn):
-    """`fn(model, x)` as one tf.function per model (kept on the model, so each graph is traced once)."""
+def calibration_passes(step, batches: Iterable) -> Iterable:
+    """`step(sub-batch)` (a tf.function) as numpy over every sub-batch of `batches`."""
     import tensorflow as tf
 
-    cache = model.__dict__.setdefault("_ae_tf_compiled", {})
-    if name not in cache:
-        cache[name] = tf.function(lambda x: fn(model, x), reduce_retracing=True)
-    return cache[name]
-
-
-def calibration_passes(model, batches: Iterable, name: str, fn) -> Iterable:
-    """`fn(model, sub-batch)` as numpy, compiled, over every sub-batch of `batches`."""
-    import tensorflow as tf
-
-    step = compiled(model, name, fn)
     for batch in batches:
         for part in sub_batches(batch):
             yield tf.nest.map_structure(np.asarray, step(part))
+
+
+def compiled_step(model, fn):
+    """`fn(model, x)` as one tf.function: traced once per input shape (the sub-batch and the last, shorter one)."""
+    import tensorflow as tf
+
+    return tf.function(lambda x: fn(model, x), reduce_retracing=True)
 
 
 def score_outputs(model, x, params: ScoreParameters | None) -> dict:
@@ -165,13 +161,14 @@ def fit_parameters(model, train_batches: Iterable, validation_batches: Iterable 
         raise InvalidInput(f"error spread granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
     if rule not in RULES:
         raise InvalidInput(f"anomaly score rule must be one of {', '.join(RULES)}, got {rule!r}")
+    step = compiled_step(model, _code_and_residual)  # one graph for both passes
     residual = _Moments()
     if validation_batches is not None:
-        for _code, squared in calibration_passes(model, validation_batches, "residuals", _code_and_residual):
+        for _code, squared in calibration_passes(step, validation_batches):
             residual.add_squared(squared, granularity)
     pooled = residual.rows < MIN_VARIANCE_ROWS
     codes = _Moments()
-    for code, squared in calibration_passes(model, train_batches, "residuals", _code_and_residual):
+    for code, squared in calibration_passes(step, train_batches):
         if codes.rows >= MAX_CODE_ROWS and not pooled:
             break
         if codes.rows < MAX_CODE_ROWS:

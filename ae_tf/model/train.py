@@ -124,15 +124,14 @@ class TrainResult:
 
 def collect_scores(model, dataset, params=None) -> tuple[np.ndarray, np.ndarray]:
     """(reconstruction_error, anomaly_score) of every row of `dataset`, as the exported `score` computes them."""
-    from ae_tf.model.anomaly_score import calibration_passes
+    from ae_tf.model.anomaly_score import calibration_passes, compiled_step
 
     def errors_and_scores(model, x):
         out = score_outputs(model, x, params)
         return out["reconstruction_error"], out["anomaly_score"]
 
     errors, scores = [], []
-    # one name per parameter set: the constants are baked into the traced graph
-    for error, score in calibration_passes(model, dataset, f"scores-{id(params)}", errors_and_scores):
+    for error, score in calibration_passes(compiled_step(model, errors_and_scores), dataset):
         errors.append(error)
         scores.append(score)
     if not errors:

@@ -274,14 +274,15 @@ def rows_by_key(files: list[str], key: str, values: list, columns: list[str]) ->
     parts = []
     for path in files:
         reader = _open(path)
-        if key not in reader.schema_arrow.names or any(c not in reader.schema_arrow.names for c in columns):
+        schema = reader.schema_arrow
+        if key not in schema.names or any(c not in schema.names for c in columns):
+            return None
+        try:
+            wanted = pa.array(values).cast(schema.field(key).type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return None
         for group in range(reader.metadata.num_row_groups):
             keys = reader.read_row_group(group, columns=[key]).column(key)
-            try:
-                wanted = pa.array(values).cast(keys.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-                return None
             hits = np.flatnonzero(pc.is_in(keys, value_set=wanted).to_numpy(zero_copy_only=False))
             if len(hits):
                 parts.append(reader.read_row_group(group, columns=[key, *columns]).take(pa.array(hits)))
