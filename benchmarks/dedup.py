@@ -1,7 +1,7 @@
 """Dedup speed, memory and correctness against faiss exact range search, measured in one run.
 
     python benchmarks/dedup.py [--sizes 100000,1000000] [--datasets sparse,catalogue,digits8,digits16]
-                               [--baseline /work/main] [--faiss-queries 20000] [--workdir DIR]
+                               [--baseline /work/main] [--repeats 1] [--faiss-queries 20000] [--workdir DIR]
 
 Datasets (benchmarks/dedup_data.py): `sparse` (the earlier benchmark's planted pairs in clustered 32-d
 rows), `catalogue` (32-d, power-law cluster sizes + random-walk chains + exact copies), `digits8` and
@@ -11,7 +11,9 @@ that peak memory is that run's max RSS:
   (a) `pipelines.dedup` on the local in-process runner, default flags, threshold 0.95;
   (b) faiss exact range search (IndexFlatIP on normalised rows, radius 0.95) over the same rows; above
       --faiss-all-rows rows, --faiss-queries random queries against all rows, time extrapolated linearly;
-  (c) with --baseline DIR, the same pipeline from another checkout (e.g. the LSH version) on `sparse`.
+  (c) with --baseline DIR, the same pipeline from another checkout (e.g. the LSH version) on `sparse`;
+      with --repeats N the two alternate N times and the ratio is that of the median times (every run is
+      printed), so a burst of load from other work on a shared machine falls on both.
 Checks, from the outputs: removed rows whose float64 cosine to their kept row is below the threshold
 (chaining: must be 0), and the residual-duplicate rate: of 2,000 random kept rows, the share with another
 kept row at >= threshold (exact, float64, against every kept row).
@@ -25,6 +27,7 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -137,11 +140,28 @@ def prepare(root: str, name: str, rows: int) -> tuple[str, np.ndarray]:
     return work, np.load(os.path.join(work, "matrix.npy"))
 
 
+def compare_baseline(work: str, args, first: dict, rows: int) -> str:
+    """The baseline checkout and this one, alternating (--repeats); medians of the wall times."""
+    ours, theirs = [first["seconds"]], []
+    for i in range(max(1, args.repeats)):
+        shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
+        base = run_child("pipeline", work, args, env_path=args.baseline)
+        theirs.append(base["seconds"])
+        if i + 1 < args.repeats:
+            shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
+            ours.append(run_child("pipeline", work, args)["seconds"])
+    ratio = statistics.median(theirs) / statistics.median(ours)
+    return (f"   sparse {rows:,} baseline ({args.baseline}): {base['peak_mb']:.0f} MB, kept "
+            f"{base['summary']['rows_kept']:,}; runs (s) new {', '.join(f'{t:.1f}' for t in ours)} / baseline "
+            f"{', '.join(f'{t:.1f}' for t in theirs)}; median baseline/new time {ratio:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--datasets", default="sparse,catalogue,digits8,digits16")
     parser.add_argument("--baseline", default=None, help="another checkout whose pipelines.dedup runs on `sparse`")
+    parser.add_argument("--repeats", type=int, default=1, help="with --baseline: alternating runs of both on sparse")
     parser.add_argument("--faiss-queries", type=int, default=20_000)
     parser.add_argument("--faiss-all-rows", type=int, default=200_000, help="up to this many rows faiss runs whole")
     parser.add_argument("--workdir", default=None, help="default: a temporary directory, removed afterwards")
@@ -179,11 +199,7 @@ def main() -> None:
                         f"{fa['pairs']:,} pairs" + (f" (measured {fa['measured_seconds']:.1f} s on {fa['queries']:,} "
                                                      f"queries, extrapolated)" if fa["extrapolated"] else ""))
                 if args.baseline and name == "sparse":
-                    shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
-                    base = run_child("pipeline", work, args, env_path=args.baseline)
-                    note += (f"\n   sparse {rows:,} baseline ({args.baseline}): {base['seconds']:.1f} s, "
-                             f"{base['peak_mb']:.0f} MB, kept {base['summary']['rows_kept']:,}; "
-                             f"baseline/new time {base['seconds'] / pipe['seconds']:.2f}x")
+                    note += "\n" + compare_baseline(work, args, pipe, rows)
                 lines.append((line, note))
                 print(line + "\n" + note, flush=True)
         print("\n" + header)

@@ -43,7 +43,7 @@ import apache_beam as beam
 import numpy as np
 
 import ae_tf
-from ae_tf.contracts import DatasetManifest, DedupSummary
+from ae_tf.contracts import DatasetManifest, DedupOutput, DedupSummary
 from ae_tf.vectors.duplicates import PartitionStats, connected_components
 from pipelines.io.output_files import write_bytes
 from pipelines.io.parquet import ShardResult, WriteParquetShards, publish_shards, utc_now, write_manifest
@@ -214,16 +214,21 @@ class DedupParquet(beam.PTransform):
             | "DropMergedPairs" >> beam.FlatMap(drop_merged_pairs, merges_view)
         )
         pairs = (pairs, annotated.pairs) | "FinalPairs" >> beam.Flatten()
+        # the vectors and similarities are floats that never repeat: no dictionary pages; annotated and
+        # deduplicated rows are compressed on a thread while the next split is annotated
+        plain = (plan.vectors.column, DedupOutput.MAX_SIMILARITY, DedupOutput.SIMILARITY)
         written = [
             annotated[ANNOTATED]
-            | "WriteAnnotated" >> WriteParquetShards(plan.temp_dir(ANNOTATED), plan.annotated_schema, plan.compression)
+            | "WriteAnnotated" >> WriteParquetShards(plan.temp_dir(ANNOTATED), plan.annotated_schema, plan.compression,
+                                                     background=True, plain_columns=plain)
             | "TagAnnotated" >> beam.Map(tag_shard, ANNOTATED),
             annotated[DEDUPLICATED]
             | "WriteDeduplicated" >> WriteParquetShards(plan.temp_dir(DEDUPLICATED), plan.deduplicated_schema,
-                                                        plan.compression)
+                                                        plan.compression, background=True, plain_columns=plain)
             | "TagDeduplicated" >> beam.Map(tag_shard, DEDUPLICATED),
             pairs
-            | "WritePairs" >> WriteParquetShards(plan.temp_dir(PAIRS), plan.pairs_schema, plan.compression)
+            | "WritePairs" >> WriteParquetShards(plan.temp_dir(PAIRS), plan.pairs_schema, plan.compression,
+                                                 plain_columns=plain)
             | "TagPairs" >> beam.Map(tag_shard, PAIRS),
         ]
         stats = decided.stats | "SumPartitionStats" >> beam.CombineGlobally(SumFn(PartitionStats))

@@ -279,6 +279,14 @@ def connected_components(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.n
     return nodes, nodes[parent]
 
 
+def _same_rows(sample_rows: np.ndarray, block_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position in block_rows, found) of each sample row: a sorted lookup, not a sample x block mask."""
+    order = np.argsort(block_rows, kind="stable")
+    pos = np.minimum(np.searchsorted(block_rows[order], sample_rows), len(block_rows) - 1)
+    at = order[pos]
+    return at, block_rows[at] == sample_rows
+
+
 def max_similarity_to(sample: np.ndarray, sample_rows: np.ndarray, units: np.ndarray,
                       rows: np.ndarray) -> np.ndarray:
     """For each sample row, the highest float64 cosine to any of `rows` other than itself (-inf: none).
@@ -290,7 +298,8 @@ def max_similarity_to(sample: np.ndarray, sample_rows: np.ndarray, units: np.nda
     for lo in range(0, len(units), 8192):  # 2,000 x 8,192 float32: 64 MB at a time
         block, block_rows = units[lo:lo + 8192], rows[lo:lo + 8192]
         sims = sample @ block.T
-        sims[sample_rows[:, None] == block_rows[None, :]] = -np.inf
+        at, hit = _same_rows(sample_rows, block_rows)
+        sims[np.flatnonzero(hit), at[hit]] = -np.inf  # a sample row is not its own duplicate
         arg = sims.argmax(axis=1)
         exact = cosine64(sample, block[arg])
         exact[sample_rows == block_rows[arg]] = -np.inf
