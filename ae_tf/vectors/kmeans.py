@@ -74,8 +74,16 @@ def route_rows(units: np.ndarray, centroids: np.ndarray, margin: float, max_gues
         empty = np.zeros(0, dtype=np.int64)
         return Routing(home.astype(np.int64), top, empty, empty)
     sims[np.arange(n), home] = -np.inf
-    k = min(max_guests, centroids.shape[0] - 1)
-    nearest = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    close = np.take_along_axis(sims, nearest, axis=1) >= (top - margin)[:, None]
-    rows, which = np.nonzero(close)
-    return Routing(home.astype(np.int64), top, rows.astype(np.int64), nearest[rows, which].astype(np.int64))
+    # the margin test first: most rows have no or few centroids within it, so the k nearest are sorted
+    # out only for the rows with more than max_guests candidates (argpartition over all rows is slow)
+    close = sims >= (top - margin)[:, None]
+    count = close.sum(axis=1)
+    crowded = np.flatnonzero(count > max_guests)
+    if len(crowded):
+        k = min(max_guests, centroids.shape[0] - 1)
+        sub = sims[crowded]
+        nearest = np.argpartition(-sub, k - 1, axis=1)[:, :k]
+        close[crowded] = False
+        close[crowded[:, None], nearest] = True
+    rows, partitions = np.nonzero(close)
+    return Routing(home.astype(np.int64), top, rows.astype(np.int64), partitions.astype(np.int64))

@@ -27,6 +27,7 @@ from pipelines.parts.dedup_plan import DedupPlan
 from pipelines.parts.dedup_steps import RowBlock
 
 CANDIDATES = 16  # kept rows per merged row that its members may join (the new kept row first)
+MERGE_BUCKET = 16  # second partitions that travel and are merged in one element
 
 
 @dataclasses.dataclass
@@ -80,18 +81,26 @@ def no_merges(plan: DedupPlan) -> Merges:
                   empty)
 
 
+def second_partition(rows: PartitionRows, plan: DedupPlan) -> np.ndarray:
+    """The second partition of each kept row: nearest second centroid; zero vectors get one of their own."""
+    second = (rows.units @ plan.placement.second_centroids.T).argmax(axis=1)
+    second[rows.partition == plan.partitions - 1] = len(plan.placement.second_centroids)  # zero vectors
+    return second
+
+
 def route_kept(element, plan: DedupPlan):
-    """(partition, kept RowBlock) -> (second partition, RowBlock) by the second centroids."""
+    """(partition, kept RowBlock) -> (bucket, RowBlock): the kept rows go to their second partitions, which
+    travel in buckets of MERGE_BUCKET (one element per partition and bucket, not per second partition:
+    on data where most rows are kept, that would be partitions x second partitions tiny elements)."""
     _part, block = element
     rows = block.rows
     if len(rows.rows) == 0:
         return
-    second = (rows.units @ plan.placement.second_centroids.T).argmax(axis=1)
-    second[rows.partition == plan.partitions - 1] = len(plan.placement.second_centroids)  # zero vectors
-    for p in np.unique(second):
-        idx = np.flatnonzero(second == p)
+    bucket = second_partition(rows, plan) // MERGE_BUCKET
+    for b in np.unique(bucket):
+        idx = np.flatnonzero(bucket == b)
         locked = block.locked[idx] if block.locked is not None else np.zeros(len(idx), dtype=bool)
-        yield int(p), RowBlock(rows.take(idx), block.ids.take(pa.array(idx)), locked)
+        yield int(b), RowBlock(rows.take(idx), block.ids.take(pa.array(idx)), locked)
 
 
 def _candidates(units: np.ndarray, gone: np.ndarray, final: np.ndarray, target: np.ndarray,
@@ -115,12 +124,21 @@ def _candidates(units: np.ndarray, gone: np.ndarray, final: np.ndarray, target: 
 
 
 def merge_kept(element, plan: DedupPlan):
-    """(second partition, kept RowBlocks) -> Merges of the kept rows an earlier kept row covers."""
-    part, blocks = element
+    """(bucket, kept RowBlocks) -> Merges of the kept rows an earlier kept row covers, one per second
+    partition of the bucket that merged any."""
+    _bucket, blocks = element
     blocks = list(blocks)
     rows = PartitionRows.concat([b.rows for b in blocks])
     ids = pa.concat_arrays([b.ids for b in blocks])
     locked = np.concatenate([b.locked for b in blocks])
+    second = second_partition(rows, plan)
+    for part in np.unique(second):
+        at = np.flatnonzero(second == part)
+        yield from _merge_second_partition(int(part), rows.take(at), ids.take(pa.array(at)), locked[at], plan)
+
+
+def _merge_second_partition(part: int, rows: PartitionRows, ids: pa.Array, locked: np.ndarray, plan: DedupPlan):
+    """One second partition's kept rows (a bucket's share) -> Merges, if any kept row is covered."""
     # kept rows with members go first: merging one of them moves its members, merging a row without
     # members moves nothing; among each kind, the priority order
     order = np.lexsort((rows.rows, rows.secondary, rows.primary, ~locked))

@@ -12,6 +12,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 
+from ae_tf.malloc import tune_malloc
 from ae_tf.vectors.duplicates import (
     Decisions,
     PartitionRows,
@@ -133,6 +134,9 @@ class DedupPartitionDoFn(beam.DoFn):
     def __init__(self, plan: DedupPlan):
         self._plan = plan
         self._rows = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "dedup_rows_decided")
+
+    def setup(self):
+        tune_malloc()  # a worker process of its own reuses freed blocks too (ae_tf.malloc)
 
     def process(self, element):
         part, blocks = element

@@ -15,6 +15,7 @@ import pyarrow as pa
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from ae_tf.embeddings import EMBEDDING, RECONSTRUCTION_ERROR, embedding_array
+from ae_tf.malloc import tune_malloc
 from ae_tf.model.encoder import BatchEncoder
 from ae_tf.model.export import read_metadata
 
@@ -46,6 +47,7 @@ class AutoencoderModelHandler(ModelHandler[ArrowBatch, PredictionResult, BatchEn
         return read_metadata(self._model_dir)
 
     def load_model(self) -> BatchEncoder:
+        tune_malloc()  # once per worker process: big batches reuse freed blocks (ae_tf.malloc)
         return BatchEncoder.load(self._model_dir, self._model_batch_rows)
 
     def run_inference(self, batch: Sequence[ArrowBatch], model: BatchEncoder,

@@ -12,6 +12,7 @@ import apache_beam as beam
 
 from ae_tf import interrupts
 from ae_tf.errors import user_error_in, user_error_in_text
+from ae_tf.malloc import tune_malloc
 from pipelines.io.parquet import read_manifest, start_output
 from pipelines.runner.gcs_auth import skip_for_options
 from pipelines.runner.options import (  # noqa: F401 (the flag helpers are importable from here too)
@@ -37,6 +38,7 @@ class Launch:
 
 
 def prepare_launch(beam_args: Sequence[str], save_main_session: bool = True) -> Launch:
+    tune_malloc()  # big arrays and shuffle buffers are reused, not faulted in again (ae_tf.malloc)
     options = pipeline_options(beam_args, save_main_session)
     skip_for_options(options)  # --no_auth: no credential look-up with back-off (pipelines.runner.gcs_auth)
     return Launch(options, local_runner_if_unset(options))
