@@ -295,8 +295,8 @@ def max_similarity_to(sample: np.ndarray, sample_rows: np.ndarray, units: np.nda
     best = np.full(len(sample), -np.inf)
     if len(sample) == 0 or len(units) == 0:
         return best
-    for lo in range(0, len(units), 8192):  # 2,000 x 8,192 float32: 64 MB at a time
-        block, block_rows = units[lo:lo + 8192], rows[lo:lo + 8192]
+    for lo in range(0, len(units), 2048):  # 2,000 x 2,048 float32: 16 MB at a time, reused (ae_tf.malloc)
+        block, block_rows = units[lo:lo + 2048], rows[lo:lo + 2048]
         sims = sample @ block.T
         at, hit = _same_rows(sample_rows, block_rows)
         sims[np.flatnonzero(hit), at[hit]] = -np.inf  # a sample row is not its own duplicate
