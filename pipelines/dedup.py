@@ -44,18 +44,10 @@ import numpy as np
 
 import ae_tf
 from ae_tf.contracts import DatasetManifest, DedupOutput, DedupSummary
-from ae_tf.vectors.duplicates import PartitionStats, connected_components
 from pipelines.io.output_files import write_bytes
-from pipelines.io.parquet import ShardResult, WriteParquetShards, publish_shards, utc_now, write_manifest
+from pipelines.io.parquet import WriteParquetShards, publish_shards, utc_now, write_manifest
 from pipelines.io.vector_input import ReadNumberedBatches
-from pipelines.parts.dedup_fixups import (
-    AnnotateSplitDoFn,
-    KeptSampleFn,
-    RecheckOrphansDoFn,
-    SplitCounts,
-    SumFn,
-    answer_queries,
-)
+from pipelines.parts.dedup_fixups import AnnotateSplitDoFn, RecheckOrphansDoFn, answer_queries
 from pipelines.parts.dedup_members import SettleSplitDoFn, redecide_members
 from pipelines.parts.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
 from pipelines.parts.dedup_plan import (
@@ -69,6 +61,18 @@ from pipelines.parts.dedup_plan import (
     plan_from_args,
 )
 from pipelines.parts.dedup_steps import DedupPartitionDoFn, RouteRowsDoFn
+from pipelines.parts.dedup_totals import (
+    CLUSTERS,
+    COUNTS,
+    LINKS,
+    SAMPLE,
+    STATS,
+    AnnotationInputsFn,
+    RunTotals,
+    RunTotalsFn,
+    SplitCounts,
+    tag,
+)
 from pipelines.runner import progress
 from pipelines.runner.launch import execute, main_with_summary, prepare_launch
 from pipelines.runner.options import split_args
@@ -76,18 +80,6 @@ from pipelines.runner.options import split_args
 __all__ = ["DedupParquet", "build_pipeline", "dedup_arg_parser", "main", "plan_dedup", "run", "summarize"]
 
 log = logging.getLogger(__name__)
-
-
-def tag_shard(result: ShardResult, name: str) -> tuple[str, ShardResult]:
-    return name, result
-
-
-def connect_clusters(links: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """--clusters connected: kept rows linked through removed rows -> (rows sorted, component = smallest
-    row of the component). One step, sized by the links (kept rows that share a removed neighbour)."""
-    if not links:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    return connected_components(np.concatenate([a for a, _ in links]), np.concatenate([b for _, b in links]))
 
 
 def residual_summary(counts: SplitCounts, plan: DedupPlan) -> dict:
@@ -99,15 +91,15 @@ def residual_summary(counts: SplitCounts, plan: DedupPlan) -> dict:
             "method": "exact cosine of a hash-chosen sample of kept rows against every kept row"}
 
 
-def publish(tagged: list[tuple[str, ShardResult]], plan: DedupPlan, started: str, stats: PartitionStats,
-            counts: SplitCounts, clusters: int) -> dict:
+def publish(totals: RunTotals, plan: DedupPlan, started: str) -> dict:
     """Final step, run once: publish the three datasets (each with its `_SUCCESS`), check that the counts
     agree, write summary.json, then OUT_DIR/_SUCCESS."""
+    stats, counts, clusters = totals.stats, totals.counts, totals.clusters
     removed = counts.rows - counts.kept
     expected = {ANNOTATED: plan.vectors.rows, DEDUPLICATED: counts.kept}
     datasets = {}
     for name in (ANNOTATED, PAIRS, DEDUPLICATED):
-        results = [r for n, r in tagged if n == name]
+        results = [r for n, r in totals.shards if n == name]
         shards = publish_shards(plan.dataset_dir(name), plan.temp_dir(name), results, plan.num_shards(name),
                                 require_all=name != PAIRS)
         rows = sum(s["rows"] for s in shards)
@@ -162,8 +154,10 @@ class DedupParquet(beam.PTransform):
             | "GreedyRepresentatives" >> beam.ParDo(DedupPartitionDoFn(plan)).with_outputs(
                 "stats", "pairs", "queries", "kept", "sample", "reps", "links", main="decisions")
         )
-        merged = (decided.links | "CollectLinks" >> beam.combiners.ToList()
-                  | "ConnectClusters" >> beam.Map(connect_clusters))
+        inputs = beam.pvalue.AsSingleton(  # the residual sample and the kept rows' components, in one combine
+            (decided.sample | "TagSample" >> beam.Map(tag, SAMPLE), decided.links | "TagLinks" >> beam.Map(tag, LINKS))
+            | "AllAnnotationInputs" >> beam.Flatten()
+            | "AnnotationInputs" >> beam.CombineGlobally(AnnotationInputsFn(plan.residual_sample, plan.vectors.width)))
         answered = (
             {"decisions": decided.decisions, "queries": decided.queries, "reps": decided.reps}
             | "JoinGuestRepresentatives" >> beam.CoGroupByKey()
@@ -186,8 +180,6 @@ class DedupParquet(beam.PTransform):
             | "SortMerges" >> beam.Map(collect_merges, plan)
         )
         merges_view = beam.pvalue.AsSingleton(merges)
-        sample = decided.sample | "ResidualSample" >> beam.CombineGlobally(
-            KeptSampleFn(plan.residual_sample, plan.vectors.width))
         corrections = (answered.corrections, rechecked.corrections) | "AllCorrections" >> beam.Flatten()
         settled = (
             {"decisions": decided.decisions, "corrections": corrections}
@@ -204,8 +196,7 @@ class DedupParquet(beam.PTransform):
         annotated = (
             {"decisions": settled.decisions, "corrections": members.corrections}
             | "JoinMemberDecisions" >> beam.CoGroupByKey()
-            | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), beam.pvalue.AsSingleton(sample),
-                                          beam.pvalue.AsSingleton(merged), merges_view).with_outputs(
+            | "AnnotateSplits" >> beam.ParDo(AnnotateSplitDoFn(plan), inputs, merges_view).with_outputs(
                 DEDUPLICATED, "counts", "pairs", main=ANNOTATED)
         )
         pairs = (
@@ -221,26 +212,24 @@ class DedupParquet(beam.PTransform):
             annotated[ANNOTATED]
             | "WriteAnnotated" >> WriteParquetShards(plan.temp_dir(ANNOTATED), plan.annotated_schema, plan.compression,
                                                      background=True, plain_columns=plain)
-            | "TagAnnotated" >> beam.Map(tag_shard, ANNOTATED),
+            | "TagAnnotated" >> beam.Map(tag, ANNOTATED),
             annotated[DEDUPLICATED]
             | "WriteDeduplicated" >> WriteParquetShards(plan.temp_dir(DEDUPLICATED), plan.deduplicated_schema,
                                                         plan.compression, background=True, plain_columns=plain)
-            | "TagDeduplicated" >> beam.Map(tag_shard, DEDUPLICATED),
+            | "TagDeduplicated" >> beam.Map(tag, DEDUPLICATED),
             pairs
             | "WritePairs" >> WriteParquetShards(plan.temp_dir(PAIRS), plan.pairs_schema, plan.compression,
                                                  plain_columns=plain)
-            | "TagPairs" >> beam.Map(tag_shard, PAIRS),
+            | "TagPairs" >> beam.Map(tag, PAIRS),
         ]
-        stats = decided.stats | "SumPartitionStats" >> beam.CombineGlobally(SumFn(PartitionStats))
-        counts = annotated.counts | "SumSplitCounts" >> beam.CombineGlobally(SumFn(SplitCounts))
-        clusters = answered.clusters | "CountClusters" >> beam.CombineGlobally(sum)
-        return (
-            written
-            | "AllShards" >> beam.Flatten()
-            | "CollectShards" >> beam.combiners.ToList()
-            | "PublishOutput" >> beam.Map(publish, plan, utc_now(), beam.pvalue.AsSingleton(stats),
-                                          beam.pvalue.AsSingleton(counts), beam.pvalue.AsSingleton(clusters))
+        # the final step's inputs, in one combine: partition stats, split counts, clusters, written shards
+        totals = (
+            [decided.stats | "TagStats" >> beam.Map(tag, STATS), annotated.counts | "TagCounts" >> beam.Map(tag, COUNTS),
+             answered.clusters | "TagClusters" >> beam.Map(tag, CLUSTERS), *written]
+            | "AllResults" >> beam.Flatten()
+            | "RunTotals" >> beam.CombineGlobally(RunTotalsFn())
         )
+        return totals | "PublishOutput" >> beam.Map(publish, plan, utc_now())
 
 
 def build_pipeline(p: beam.Pipeline, plan: DedupPlan):

@@ -18,7 +18,6 @@ import pyarrow as pa
 from ae_tf.vectors.duplicates import (
     Decisions,
     PartitionRows,
-    PartitionStats,
     max_similarity_to,
     recheck_orphans,
 )
@@ -26,7 +25,8 @@ from ae_tf.vectors.greedy import unit_rows32
 from pipelines.io.parquet import METRICS_NAMESPACE, InputError, open_parquet
 from pipelines.parts.dedup_merge import Merges
 from pipelines.parts.dedup_plan import DEDUPLICATED, DedupPlan
-from pipelines.parts.dedup_steps import KeptSample, RowBlock, empty_sample
+from pipelines.parts.dedup_steps import RowBlock
+from pipelines.parts.dedup_totals import AnnotationInputs, SplitCounts
 from pipelines.runner import progress
 
 
@@ -130,20 +130,6 @@ class RecheckOrphansDoFn(beam.DoFn):
         yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + len(plan.vectors.splits) + part, pairs))
 
 
-@dataclasses.dataclass
-class SplitCounts:
-    """What one split's annotation found (summed into the summary)."""
-
-    rows: int = 0
-    kept: int = 0
-    corrected: int = 0  # rows whose representative was removed in its own partition: joined another
-    corrected_kept: int = 0  # ... or kept
-    exact_removed: int = 0
-    merged: int = 0  # kept rows merged into an earlier kept row of another partition
-    merged_members_kept: int = 0  # their members below the threshold to the new kept row, kept instead
-    residual_best: np.ndarray | None = None  # per residual-sample row: highest cosine to another kept row
-
-
 class AnnotateSplitDoFn(beam.DoFn):
     """(split, {decisions, corrections}) + the residual sample -> the split's rows read again and annotated
     (main, keyed by split), its kept rows ("deduplicated"), pairs changed by merges ("pairs"), and its
@@ -153,9 +139,10 @@ class AnnotateSplitDoFn(beam.DoFn):
         self._plan = plan
         self._written = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "rows_read")
 
-    def process(self, element, sample: KeptSample, merged: tuple[np.ndarray, np.ndarray], merges: Merges):
+    def process(self, element, inputs: AnnotationInputs, merges: Merges):
         split, grouped = element
         plan = self._plan
+        sample, merged = inputs.sample, (inputs.nodes, inputs.component)
         decided = list(grouped["decisions"])
         decisions = Decisions.concat(decided) if decided else None
         order = rows_sorted = np.zeros(0, dtype=np.int64)
@@ -259,54 +246,3 @@ class AnnotateSplitDoFn(beam.DoFn):
                 [merges.pool_ids.take(pa.array(target[new])), own_ids, pa.array(similarity[new].astype(np.float32)),
                  pa.array(exact[new]), pa.array(np.ones(len(new), dtype=bool))], schema=plan.pairs_schema)
             yield beam.pvalue.TaggedOutput("pairs", (2 * plan.partitions + len(plan.vectors.splits) + split, pairs))
-
-
-class KeptSampleFn(beam.CombineFn):
-    """The `size` kept rows with the smallest hashes, over all partitions (memory: `size` rows)."""
-
-    def __init__(self, size: int, width: int):
-        self._size = size
-        self._width = width
-
-    def create_accumulator(self):
-        return empty_sample(self._width)
-
-    def add_input(self, accumulator, element):
-        return accumulator.merge(element, self._size)
-
-    def merge_accumulators(self, accumulators):
-        out = empty_sample(self._width)
-        for acc in accumulators:
-            out = out.merge(acc, self._size)
-        return out
-
-    def extract_output(self, accumulator):
-        return accumulator
-
-
-class SumFn(beam.CombineFn):
-    """Adds up PartitionStats or SplitCounts (elementwise max for the residual arrays)."""
-
-    def __init__(self, kind):
-        self._kind = kind
-
-    def create_accumulator(self):
-        return self._kind()
-
-    def add_input(self, acc, element):
-        if isinstance(acc, PartitionStats):
-            return acc.add(element)
-        best = element.residual_best if acc.residual_best is None else (
-            acc.residual_best if element.residual_best is None else np.maximum(acc.residual_best, element.residual_best))
-        return SplitCounts(acc.rows + element.rows, acc.kept + element.kept, acc.corrected + element.corrected,
-                           acc.corrected_kept + element.corrected_kept, acc.exact_removed + element.exact_removed,
-                           acc.merged + element.merged, acc.merged_members_kept + element.merged_members_kept, best)
-
-    def merge_accumulators(self, accumulators):
-        out = self.create_accumulator()
-        for acc in accumulators:
-            out = self.add_input(out, acc)
-        return out
-
-    def extract_output(self, acc):
-        return acc
