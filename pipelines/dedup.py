@@ -47,7 +47,7 @@ from ae_tf.contracts import DatasetManifest, DedupOutput, DedupSummary
 from pipelines.io.output_files import write_bytes
 from pipelines.io.parquet import WriteParquetShards, publish_shards, utc_now, write_manifest
 from pipelines.io.vector_input import ReadNumberedBatches
-from pipelines.parts.dedup_fixups import AnnotateSplitDoFn, RecheckOrphansDoFn, answer_queries
+from pipelines.parts.dedup_fixups import AnnotateSplitDoFn, RecheckOrphansDoFn, answer_queries, kept_rows_of
 from pipelines.parts.dedup_members import SettleSplitDoFn, redecide_members
 from pipelines.parts.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
 from pipelines.parts.dedup_plan import (
@@ -159,7 +159,8 @@ class DedupParquet(beam.PTransform):
             | "AllAnnotationInputs" >> beam.Flatten()
             | "AnnotationInputs" >> beam.CombineGlobally(AnnotationInputsFn(plan.residual_sample, plan.vectors.width)))
         answered = (
-            {"decisions": decided.decisions, "queries": decided.queries, "reps": decided.reps}
+            {"kept": decided.decisions | "KeptRowsBySplit" >> beam.Map(kept_rows_of), "queries": decided.queries,
+             "reps": decided.reps}
             | "JoinGuestRepresentatives" >> beam.CoGroupByKey()
             | "AnswerQueries" >> beam.FlatMap(answer_queries, plan).with_outputs(
                 "pairs", "orphans", "clusters", main="corrections")

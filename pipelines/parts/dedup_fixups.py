@@ -65,13 +65,18 @@ def by_split(corrections: Corrections, plan: DedupPlan):
                                   corrections.similarity[idx], corrections.exact[idx], corrections.mark)
 
 
+def kept_rows_of(element) -> tuple[int, np.ndarray]:
+    """(split, Decisions) -> (split, its kept rows): all that answering queries needs of the decisions."""
+    split, decisions = element
+    return split, decisions.rows[decisions.kept]
+
+
 def answer_queries(element, plan: DedupPlan):
-    """(split, {decisions, queries, reps}) -> confirmed pairs ("pairs"), fallback corrections (main, keyed
+    """(split, {kept, queries, reps}) -> confirmed pairs ("pairs"), fallback corrections (main, keyed
     by the removed row's split), orphans to recheck ("orphans", keyed by partition), cluster counts."""
     split, grouped = element
-    decisions = list(grouped["decisions"])
-    known = Decisions.concat(decisions) if decisions else None
-    kept_rows = np.sort(known.rows[known.kept]) if known is not None else np.zeros(0, dtype=np.int64)
+    kept = list(grouped["kept"])
+    kept_rows = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
     reps = list(grouped["reps"])
     if reps:  # kept rows that some removed row joined: the clusters (before corrections)
         yield beam.pvalue.TaggedOutput("clusters", int(np.isin(np.unique(np.concatenate(reps)), kept_rows).sum()))

@@ -4,6 +4,7 @@ clean one-line failures, reading the manifest back, and the printed summary.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from ae_tf import interrupts
 from ae_tf.errors import user_error_in, user_error_in_text
 from ae_tf.malloc import tune_malloc
 from pipelines.io.parquet import read_manifest, start_output
+from pipelines.runner.bundle_ends import quick_bundle_ends
 from pipelines.runner.gcs_auth import skip_for_options
 from pipelines.runner.options import (  # noqa: F401 (the flag helpers are importable from here too)
     BEAM_OPTIONS_EPILOG,
@@ -66,7 +68,8 @@ def execute(launch: Launch, build: Callable[[beam.Pipeline], object], output_dir
         start_output(*(output_dirs if output_dirs is not None else [output_dir]))
     interrupts.pause_point("planning")  # tests: a signal after planning, before any batch
     try:
-        with local_progress(progress_key, label, launch.local, progress_interval):
+        with local_progress(progress_key, label, launch.local, progress_interval), \
+                (quick_bundle_ends() if launch.local else contextlib.nullcontext()):
             pipeline.run().wait_until_finish()
     except Exception as err:
         clean = user_error_in(err) or user_error_in_text(err)  # in-process Beam keeps the type; others send text
