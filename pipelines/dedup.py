@@ -47,7 +47,7 @@ from ae_tf.contracts import DatasetManifest, DedupOutput, DedupSummary
 from pipelines.io.output_files import write_bytes
 from pipelines.io.parquet import WriteParquetShards, publish_shards, utc_now, write_manifest
 from pipelines.io.vector_input import ReadNumberedBatches
-from pipelines.parts.dedup_fixups import AnnotateSplitDoFn, RecheckOrphansDoFn, answer_queries, kept_rows_of
+from pipelines.parts.dedup_fixups import AnnotateSplitDoFn, SettleGuestRepresentativesDoFn
 from pipelines.parts.dedup_members import SettleSplitDoFn, redecide_members
 from pipelines.parts.dedup_merge import collect_merges, drop_merged_pairs, merge_kept, route_kept
 from pipelines.parts.dedup_plan import (
@@ -158,21 +158,14 @@ class DedupParquet(beam.PTransform):
             (decided.sample | "TagSample" >> beam.Map(tag, SAMPLE), decided.links | "TagLinks" >> beam.Map(tag, LINKS))
             | "AllAnnotationInputs" >> beam.Flatten()
             | "AnnotationInputs" >> beam.CombineGlobally(AnnotationInputsFn(plan.residual_sample, plan.vectors.width)))
-        answered = (
-            {"kept": decided.decisions | "KeptRowsBySplit" >> beam.Map(kept_rows_of), "queries": decided.queries,
-             "reps": decided.reps}
+        settled_guests = (  # keyed by partition: its kept rows, and what other partitions asked of them
+            {"kept": decided.kept, "queries": decided.queries, "reps": decided.reps}
             | "JoinGuestRepresentatives" >> beam.CoGroupByKey()
-            | "AnswerQueries" >> beam.FlatMap(answer_queries, plan).with_outputs(
-                "pairs", "orphans", "clusters", main="corrections")
-        )
-        rechecked = (
-            {"kept": decided.kept, "orphans": answered.orphans}
-            | "JoinOrphans" >> beam.CoGroupByKey()
-            | "RecheckOrphans" >> beam.ParDo(RecheckOrphansDoFn(plan)).with_outputs("pairs", "kept",
-                                                                                    main="corrections")
+            | "SettleGuestRepresentatives" >> beam.ParDo(SettleGuestRepresentativesDoFn(plan)).with_outputs(
+                "pairs", "kept", "clusters", main="corrections")
         )
         merges = (
-            (decided.kept, rechecked.kept)
+            (decided.kept, settled_guests.kept)
             | "AllKeptRows" >> beam.Flatten()
             | "RouteKeptRows" >> beam.FlatMap(route_kept, plan)
             | "GroupKeptRows" >> beam.GroupByKey()
@@ -181,7 +174,7 @@ class DedupParquet(beam.PTransform):
             | "SortMerges" >> beam.Map(collect_merges, plan)
         )
         merges_view = beam.pvalue.AsSingleton(merges)
-        corrections = (answered.corrections, rechecked.corrections) | "AllCorrections" >> beam.Flatten()
+        corrections = settled_guests.corrections
         settled = (
             {"decisions": decided.decisions, "corrections": corrections}
             | "JoinDecisions" >> beam.CoGroupByKey()
@@ -201,7 +194,7 @@ class DedupParquet(beam.PTransform):
                 DEDUPLICATED, "counts", "pairs", main=ANNOTATED)
         )
         pairs = (
-            (decided.pairs, answered.pairs, rechecked.pairs, members.pairs)
+            (decided.pairs, settled_guests.pairs, members.pairs)
             | "AllPairs" >> beam.Flatten()
             | "DropMergedPairs" >> beam.FlatMap(drop_merged_pairs, merges_view)
         )
@@ -226,7 +219,7 @@ class DedupParquet(beam.PTransform):
         # the final step's inputs, in one combine: partition stats, split counts, clusters, written shards
         totals = (
             [decided.stats | "TagStats" >> beam.Map(tag, STATS), annotated.counts | "TagCounts" >> beam.Map(tag, COUNTS),
-             answered.clusters | "TagClusters" >> beam.Map(tag, CLUSTERS), *written]
+             settled_guests.clusters | "TagClusters" >> beam.Map(tag, CLUSTERS), *written]
             | "AllResults" >> beam.Flatten()
             | "RunTotals" >> beam.CombineGlobally(RunTotalsFn())
         )

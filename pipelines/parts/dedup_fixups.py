@@ -65,42 +65,13 @@ def by_split(corrections: Corrections, plan: DedupPlan):
                                   corrections.similarity[idx], corrections.exact[idx], corrections.mark)
 
 
-def kept_rows_of(element) -> tuple[int, np.ndarray]:
-    """(split, Decisions) -> (split, its kept rows): all that answering queries needs of the decisions."""
-    split, decisions = element
-    return split, decisions.rows[decisions.kept]
-
-
-def answer_queries(element, plan: DedupPlan):
-    """(split, {kept, queries, reps}) -> confirmed pairs ("pairs"), fallback corrections (main, keyed
-    by the removed row's split), orphans to recheck ("orphans", keyed by partition), cluster counts."""
-    split, grouped = element
-    kept = list(grouped["kept"])
-    kept_rows = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
-    reps = list(grouped["reps"])
-    if reps:  # kept rows that some removed row joined: the clusters (before corrections)
-        yield beam.pvalue.TaggedOutput("clusters", int(np.isin(np.unique(np.concatenate(reps)), kept_rows).sum()))
-    for query in grouped["queries"]:
-        confirmed = np.isin(query.kept_rows, kept_rows)
-        yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + split, query.pairs.filter(pa.array(confirmed))))
-        lost = ~confirmed[query.representative]  # aligned with query.fallback
-        has = query.fallback.representative >= 0
-        take = np.flatnonzero(lost & has)
-        if len(take):
-            fb = query.fallback.take(take)
-            yield from by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
-            yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + split,
-                                                     query.fallback_pairs.take(pa.array(take))))
-        orphan = np.flatnonzero(lost & ~has)
-        parts = query.rep_partition[orphan]
-        for p in np.unique(parts):
-            idx = orphan[parts == p]
-            yield beam.pvalue.TaggedOutput("orphans", (int(p), RowBlock(query.orphans.rows.take(idx),
-                                                                        query.orphans.ids.take(pa.array(idx)))))
-
-
-class RecheckOrphansDoFn(beam.DoFn):
-    """(partition, {kept, orphans}) -> corrections for the orphans (main, keyed by split) and their pairs."""
+class SettleGuestRepresentativesDoFn(beam.DoFn):
+    """(partition, {kept, queries, reps}): the partition's kept rows (RowBlocks), the pairs of other
+    partitions whose kept side is one of its rows (GuestQuery), and the representatives of their removed
+    rows. -> confirmed pairs ("pairs"), corrections (main, keyed by the removed row's split): the fallback
+    of a row whose representative was not kept here, or, without one, its decision against this
+    partition's kept rows (the orphans, rechecked here; those that stay kept: "kept"), and the number of
+    kept rows that some removed row joined ("clusters", before corrections)."""
 
     def __init__(self, plan: DedupPlan):
         self._plan = plan
@@ -108,10 +79,36 @@ class RecheckOrphansDoFn(beam.DoFn):
     def process(self, element):
         part, grouped = element
         plan = self._plan
-        orphans = list(grouped["orphans"])
-        if not orphans:
-            return
         kept = list(grouped["kept"])
+        kept_rows = np.sort(np.concatenate([k.rows.rows for k in kept])) if kept else np.zeros(0, dtype=np.int64)
+        reps = list(grouped["reps"])
+        if reps:
+            yield beam.pvalue.TaggedOutput("clusters", int(np.isin(np.unique(np.concatenate(reps)), kept_rows).sum()))
+        orphans = []
+        for query in grouped["queries"]:
+            confirmed = np.isin(query.kept_rows, kept_rows)
+            yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part), query.pairs.filter(pa.array(confirmed))))
+            lost = ~confirmed[query.representative]  # aligned with query.fallback
+            has = query.fallback.representative >= 0
+            take = np.flatnonzero(lost & has)
+            if len(take):
+                fb = query.fallback.take(take)
+                yield from by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
+                yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part),
+                                                         query.fallback_pairs.take(pa.array(take))))
+            orphan = np.flatnonzero(lost & ~has)
+            if len(orphan):
+                orphans.append(RowBlock(query.orphans.rows.take(orphan), query.orphans.ids.take(pa.array(orphan))))
+        if orphans:
+            yield from self._recheck(part, kept, orphans)
+
+    def _pairs_key(self, part: int) -> int:
+        return self._plan.partitions + len(self._plan.vectors.splits) + part
+
+    def _recheck(self, part: int, kept: list[RowBlock], orphans: list[RowBlock]):
+        """Orphans (removed rows whose representative here was not kept, with no fallback at home) against
+        this partition's kept rows: each joins the most similar earlier kept row at >= threshold, or is kept."""
+        plan = self._plan
         orphan_rows = PartitionRows.concat([o.rows for o in orphans])
         orphan_ids = pa.concat_arrays([o.ids for o in orphans])
         kept_rows = PartitionRows.concat([k.rows for k in kept]) if kept else orphan_rows.take(np.zeros(0, int))
@@ -132,7 +129,7 @@ class RecheckOrphansDoFn(beam.DoFn):
             [every_ids.take(pa.array(rep_at[removed])), orphan_ids.take(pa.array(removed)),
              pa.array(sims[removed]), pa.array(exact[removed]), pa.array(np.ones(len(removed), dtype=bool))],
             schema=plan.pairs_schema)
-        yield beam.pvalue.TaggedOutput("pairs", (plan.partitions + len(plan.vectors.splits) + part, pairs))
+        yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part), pairs))
 
 
 class AnnotateSplitDoFn(beam.DoFn):

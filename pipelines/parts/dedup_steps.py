@@ -50,7 +50,6 @@ class GuestQuery:
     fallback: Decisions  # one per representative pair: rows, representative = fallback row (-1: none)
     fallback_pairs: pa.RecordBatch  # one per representative pair (id of the fallback, or null)
     orphans: RowBlock  # one per representative pair
-    rep_partition: np.ndarray  # one per representative pair: the partition that decided the representative
 
 
 @dataclasses.dataclass
@@ -128,8 +127,9 @@ class RouteRowsDoFn(beam.DoFn):
 
 class DedupPartitionDoFn(beam.DoFn):
     """(partition, RowBlocks) -> greedy representatives of the partition. Outputs: decisions of its home
-    rows keyed by split (main); "pairs" (final ones) keyed by partition; "queries" keyed by the split of
-    the kept row they depend on; "stats"; "sample" (kept rows for the residual check)."""
+    rows keyed by split (main); "pairs" (final ones) keyed by partition; "queries" and "reps" keyed by the
+    partition that decides the kept row they depend on; "kept" (its kept home rows); "stats"; "sample"
+    (kept rows for the residual check); "links" (--clusters connected)."""
 
     def __init__(self, plan: DedupPlan):
         self._plan = plan
@@ -184,12 +184,14 @@ class DedupPartitionDoFn(beam.DoFn):
         exact = np.r_[decisions.exact[removed], np.zeros(len(extra_rows), dtype=bool)]
         order = np.argsort(rows.rows, kind="stable")
         sorted_rows = rows.rows[order]
-        reps = np.unique(decisions.representative[removed])
-        for s in np.unique(plan.split_of(reps)):
-            yield beam.pvalue.TaggedOutput("reps", (int(s), reps[plan.split_of(reps) == s]))
-        elsewhere = ~np.isin(a, home_rows)  # the kept side is a guest: its own partition decides
         def at(values):
             return order[np.searchsorted(sorted_rows, values)]
+
+        reps = np.unique(decisions.representative[removed])
+        owner = rows.partition[at(reps)]  # the partition that decides each representative: its home
+        for p in np.unique(owner):
+            yield beam.pvalue.TaggedOutput("reps", (int(p), reps[owner == p]))
+        elsewhere = ~np.isin(a, home_rows)  # the kept side is a guest: its own partition decides
 
         batch = pa.RecordBatch.from_arrays([ids.take(pa.array(at(a))), ids.take(pa.array(at(b))), pa.array(similarity),
                                             pa.array(exact), pa.array(is_rep)], schema=plan.pairs_schema)
@@ -197,10 +199,10 @@ class DedupPartitionDoFn(beam.DoFn):
         final = final[np.lexsort((a[final], b[final]))]
         yield beam.pvalue.TaggedOutput("pairs", (part, batch.take(pa.array(final))))
         ask = np.flatnonzero(elsewhere)
-        split = plan.split_of(a[ask])
+        owner = rows.partition[at(a[ask])]
         removed_decisions = decisions.take(np.flatnonzero(removed))
-        for s in np.unique(split):
-            idx = ask[split == s]
+        for p in np.unique(owner):
+            idx = ask[owner == p]
             reps = idx[is_rep[idx]]  # pair positions below len(removed rows) are the rows' representatives
             fallback = removed_decisions.take(reps)
             fallback.representative = fallback.fallback.copy()
@@ -212,8 +214,7 @@ class DedupPartitionDoFn(beam.DoFn):
                 [ids.take(pa.array(fb_at)), ids.take(pa.array(at(b[reps]))), pa.array(fallback.similarity),
                  pa.array(fallback.exact), pa.array(np.ones(len(reps), dtype=bool))], schema=plan.pairs_schema)
             orphans = RowBlock(rows.take(at(b[reps])), ids.take(pa.array(at(b[reps]))))
-            yield beam.pvalue.TaggedOutput("queries", (int(s), GuestQuery(
-                b[idx], a[idx], batch.take(pa.array(idx)), is_rep[idx], fallback, fallback_pairs, orphans,
-                rows.partition[at(a[reps])])))
+            yield beam.pvalue.TaggedOutput("queries", (int(p), GuestQuery(
+                b[idx], a[idx], batch.take(pa.array(idx)), is_rep[idx], fallback, fallback_pairs, orphans)))
 
 
