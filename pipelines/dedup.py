@@ -14,8 +14,9 @@ Flow (every element is a whole array or Arrow batch; keys are partition or split
    --max-guests neighbouring partitions as a read-only guest -> GroupByKey(partition) -> greedy
    representatives in blocks of matrix products against the partition's kept rows (ae_tf.vectors.greedy).
 3. A removed row whose representative was a guest is confirmed against the representative's own
-   decision (a join on splits); if that one was removed, the row takes its fallback or is checked again
-   in the representative's partition (pipelines.parts.dedup_fixups).
+   decision (a join on the representative's partition, with its kept rows); if that one was removed, the
+   row takes its fallback or is checked again against that partition's kept rows, in the same step
+   (pipelines.parts.dedup_fixups).
 4. The kept rows alone are routed by coarser centroids and deduplicated again: a kept row covered by an
    earlier kept row of another partition is merged into it (pipelines.parts.dedup_merge); the rows that had
    joined a merged row are read again and decided again there (pipelines.parts.dedup_members).
