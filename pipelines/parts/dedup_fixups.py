@@ -18,8 +18,10 @@ import pyarrow as pa
 from ae_tf.vectors.duplicates import (
     Decisions,
     PartitionRows,
+    in_sorted,
     max_similarity_to,
     recheck_orphans,
+    sorted_unique,
 )
 from ae_tf.vectors.greedy import unit_rows32
 from pipelines.io.parquet import METRICS_NAMESPACE, InputError, open_parquet
@@ -83,10 +85,10 @@ class SettleGuestRepresentativesDoFn(beam.DoFn):
         kept_rows = np.sort(np.concatenate([k.rows.rows for k in kept])) if kept else np.zeros(0, dtype=np.int64)
         reps = list(grouped["reps"])
         if reps:
-            yield beam.pvalue.TaggedOutput("clusters", int(np.isin(np.unique(np.concatenate(reps)), kept_rows).sum()))
+            yield beam.pvalue.TaggedOutput("clusters", int(in_sorted(sorted_unique(np.concatenate(reps)), kept_rows).sum()))
         orphans = []
         for query in grouped["queries"]:
-            confirmed = np.isin(query.kept_rows, kept_rows)
+            confirmed = in_sorted(query.kept_rows, kept_rows)
             yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part), query.pairs.filter(pa.array(confirmed))))
             lost = ~confirmed[query.representative]  # aligned with query.fallback
             has = query.fallback.representative >= 0
