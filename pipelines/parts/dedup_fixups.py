@@ -27,7 +27,7 @@ from ae_tf.vectors.greedy import unit_rows32
 from pipelines.io.parquet import METRICS_NAMESPACE, InputError, open_parquet
 from pipelines.parts.dedup_merge import Merges
 from pipelines.parts.dedup_plan import DEDUPLICATED, DedupPlan
-from pipelines.parts.dedup_steps import RowBlock
+from pipelines.parts.dedup_steps import Fallbacks, RowBlock
 from pipelines.parts.dedup_totals import AnnotationInputs, SplitCounts
 from pipelines.runner import progress
 
@@ -86,21 +86,24 @@ class SettleGuestRepresentativesDoFn(beam.DoFn):
         reps = list(grouped["reps"])
         if reps:
             yield beam.pvalue.TaggedOutput("clusters", int(in_sorted(sorted_unique(np.concatenate(reps)), kept_rows).sum()))
-        orphans = []
+        pairs, fixes, orphans = [], [], []  # gathered over the queries: one element each per partition
         for query in grouped["queries"]:
             confirmed = in_sorted(query.kept_rows, kept_rows)
-            yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part), query.pairs.filter(pa.array(confirmed))))
+            pairs.append(query.pairs(confirmed, plan.pairs_schema))
             lost = ~confirmed[query.representative]  # aligned with query.fallback
             has = query.fallback.representative >= 0
             take = np.flatnonzero(lost & has)
             if len(take):
-                fb = query.fallback.take(take)
-                yield from by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
-                yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part),
-                                                         query.fallback_pairs.take(pa.array(take))))
+                fixes.append(query.fallback.take(take))
+                pairs.append(query.fallback_pairs(take, plan.pairs_schema))
             orphan = np.flatnonzero(lost & ~has)
             if len(orphan):
-                orphans.append(RowBlock(query.orphans.rows.take(orphan), query.orphans.ids.take(pa.array(orphan))))
+                orphans.append(query.orphan_block(orphan))
+        if fixes:
+            fb = Fallbacks.concat(fixes)
+            yield from by_split(Corrections(fb.rows, fb.representative, fb.similarity, fb.exact), plan)
+        if pairs:
+            yield beam.pvalue.TaggedOutput("pairs", (self._pairs_key(part), pa.concat_batches(pairs)))
         if orphans:
             yield from self._recheck(part, kept, orphans)
 

@@ -37,19 +37,59 @@ class RowBlock:
 
 
 @dataclasses.dataclass
+class Fallbacks:
+    """For removed rows whose representative is decided elsewhere: the most similar earlier kept row of
+    their own partition at >= threshold (`representative`, -1: none), its cosine, and whether identical."""
+
+    rows: np.ndarray
+    representative: np.ndarray
+    similarity: np.ndarray
+    exact: np.ndarray
+
+    def take(self, idx: np.ndarray) -> Fallbacks:
+        return Fallbacks(self.rows[idx], self.representative[idx], self.similarity[idx], self.exact[idx])
+
+    @staticmethod
+    def concat(parts: list[Fallbacks]) -> Fallbacks:
+        return Fallbacks(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Fallbacks)))
+
+
+@dataclasses.dataclass
 class GuestQuery:
     """Pairs whose kept side (`kept_rows`) is decided in another partition: written only if it stays kept.
     For each removed row whose own representative is among them (`representative`), what to do if it
     is not kept: `fallback` (another kept row of the row's home partition) or, without one, recheck the
-    row (`orphans`: its PartitionRows and ids) in the representative's partition."""
+    row (`orphans`) in the representative's partition. Plain arrays, not record batches: a query is
+    pickled at each shuffle, and Arrow batches pickle slowly."""
 
-    removed_rows: np.ndarray
-    kept_rows: np.ndarray
-    pairs: pa.RecordBatch
+    kept_rows: np.ndarray  # per pair
+    kept_ids: pa.Array  # per pair
+    removed_ids: pa.Array  # per pair
+    similarity: np.ndarray  # per pair, float32
+    exact: np.ndarray  # per pair
     representative: np.ndarray  # bool per pair
-    fallback: Decisions  # one per representative pair: rows, representative = fallback row (-1: none)
-    fallback_pairs: pa.RecordBatch  # one per representative pair (id of the fallback, or null)
-    orphans: RowBlock  # one per representative pair
+    fallback: Fallbacks  # one per representative pair
+    fallback_ids: pa.Array  # one per representative pair: the id of its fallback row (meaningless without one)
+    orphans: PartitionRows  # one per representative pair: the removed row
+
+    def pairs(self, mask: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
+        """The pairs where `mask` holds, in the pairs layout."""
+        chosen = pa.array(mask)
+        return pa.RecordBatch.from_arrays(
+            [self.kept_ids.filter(chosen), self.removed_ids.filter(chosen), pa.array(self.similarity[mask]),
+             pa.array(self.exact[mask]), pa.array(self.representative[mask])], schema=schema)
+
+    def fallback_pairs(self, idx: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
+        """The pairs of representative pairs `idx` with their fallbacks."""
+        at = pa.array(idx)
+        own = self.removed_ids.filter(pa.array(self.representative)).take(at)
+        return pa.RecordBatch.from_arrays(
+            [self.fallback_ids.take(at), own, pa.array(self.fallback.similarity[idx]),
+             pa.array(self.fallback.exact[idx]), pa.array(np.ones(len(idx), dtype=bool))], schema=schema)
+
+    def orphan_block(self, idx: np.ndarray) -> RowBlock:
+        """The removed rows of representative pairs `idx`, to be decided again."""
+        return RowBlock(self.orphans.take(idx), self.removed_ids.filter(pa.array(self.representative)).take(pa.array(idx)))
 
 
 @dataclasses.dataclass
@@ -201,20 +241,18 @@ class DedupPartitionDoFn(beam.DoFn):
         ask = np.flatnonzero(elsewhere)
         owner = rows.partition[at(a[ask])]
         removed_decisions = decisions.take(np.flatnonzero(removed))
+        kept_ids, removed_ids = batch.column(0), batch.column(1)  # id_a, id_b of every pair
         for p in np.unique(owner):
             idx = ask[owner == p]
             reps = idx[is_rep[idx]]  # pair positions below len(removed rows) are the rows' representatives
-            fallback = removed_decisions.take(reps)
-            fallback.representative = fallback.fallback.copy()
-            fallback.similarity = fallback.fallback_similarity.copy()
-            has = fallback.representative >= 0
-            fb_at = at(np.where(has, fallback.representative, b[reps]))
-            fallback.exact = has & (rows.hashes[fb_at] == rows.hashes[at(b[reps])])
-            fallback_pairs = pa.RecordBatch.from_arrays(
-                [ids.take(pa.array(fb_at)), ids.take(pa.array(at(b[reps]))), pa.array(fallback.similarity),
-                 pa.array(fallback.exact), pa.array(np.ones(len(reps), dtype=bool))], schema=plan.pairs_schema)
-            orphans = RowBlock(rows.take(at(b[reps])), ids.take(pa.array(at(b[reps]))))
+            own = removed_decisions.take(reps)
+            has = own.fallback >= 0
+            fb_at = at(np.where(has, own.fallback, b[reps]))
+            fallback = Fallbacks(own.rows, own.fallback.copy(), own.fallback_similarity.copy(),
+                                 has & (rows.hashes[fb_at] == rows.hashes[at(b[reps])]))
+            chosen = pa.array(idx)
             yield beam.pvalue.TaggedOutput("queries", (int(p), GuestQuery(
-                b[idx], a[idx], batch.take(pa.array(idx)), is_rep[idx], fallback, fallback_pairs, orphans)))
+                a[idx], kept_ids.take(chosen), removed_ids.take(chosen), similarity[idx], exact[idx], is_rep[idx],
+                fallback, ids.take(pa.array(fb_at)), rows.take(at(b[reps])))))
 
 
