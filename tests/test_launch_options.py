@@ -9,7 +9,8 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.runner.options import LaunchOptions, pipeline_options
 
 
-def test_views_are_made_once_and_stay_current(monkeypatch):
+def count_new_views(monkeypatch) -> list:
+    """The classes of the views PipelineOptions makes from now on (LaunchOptions asks it only on a miss)."""
     made = []
     original = PipelineOptions.view_as
 
@@ -18,6 +19,11 @@ def test_views_are_made_once_and_stay_current(monkeypatch):
         return original(self, cls)
 
     monkeypatch.setattr(PipelineOptions, "view_as", counting)
+    return made
+
+
+def test_views_are_made_once_and_stay_current(monkeypatch):
+    made = count_new_views(monkeypatch)
     options = LaunchOptions(["--runner", "DirectRunner", "--type_check_strictness", "ALL_REQUIRED"])
     standard = options.view_as(StandardOptions)
     assert options.view_as(StandardOptions) is standard and made == [StandardOptions]
@@ -41,14 +47,7 @@ def test_pickled_without_the_cache_and_usable_after():
 
 def views_made_building(options, monkeypatch) -> int:
     """New views made while a small pipeline with a combine is built and run (the result is checked)."""
-    made = []
-    original = PipelineOptions.view_as
-
-    def counting(self, cls):
-        made.append(cls)
-        return original(self, cls)
-
-    monkeypatch.setattr(PipelineOptions, "view_as", counting)
+    made = count_new_views(monkeypatch)
     with beam.Pipeline(options=options) as p:
         sums = p | beam.Create(range(10)) | beam.Map(lambda x: (x % 2, x)) | beam.CombinePerKey(sum)
         assert_that(sums | beam.combiners.ToList() | beam.Map(sorted), equal_to([[(0, 20), (1, 25)]]))
