@@ -175,9 +175,8 @@ class DedupParquet(beam.PTransform):
             | "SortMerges" >> beam.Map(collect_merges, plan)
         )
         merges_view = beam.pvalue.AsSingleton(merges)
-        corrections = settled_guests.corrections
         settled = (
-            {"decisions": decided.decisions, "corrections": corrections}
+            {"decisions": decided.decisions, "corrections": settled_guests.corrections}
             | "JoinDecisions" >> beam.CoGroupByKey()
             | "SettleSplits" >> beam.ParDo(SettleSplitDoFn(plan), merges_view).with_outputs("members",
                                                                                            main="decisions")

@@ -79,17 +79,19 @@ class GuestQuery:
             [self.kept_ids.filter(chosen), self.removed_ids.filter(chosen), pa.array(self.similarity[mask]),
              pa.array(self.exact[mask]), pa.array(self.representative[mask])], schema=schema)
 
+    def _own_ids(self, idx: np.ndarray) -> pa.Array:
+        """Ids of the removed rows of representative pairs `idx` (positions among the representative pairs)."""
+        return self.removed_ids.filter(pa.array(self.representative)).take(pa.array(idx))
+
     def fallback_pairs(self, idx: np.ndarray, schema: pa.Schema) -> pa.RecordBatch:
         """The pairs of representative pairs `idx` with their fallbacks."""
-        at = pa.array(idx)
-        own = self.removed_ids.filter(pa.array(self.representative)).take(at)
         return pa.RecordBatch.from_arrays(
-            [self.fallback_ids.take(at), own, pa.array(self.fallback.similarity[idx]),
+            [self.fallback_ids.take(pa.array(idx)), self._own_ids(idx), pa.array(self.fallback.similarity[idx]),
              pa.array(self.fallback.exact[idx]), pa.array(np.ones(len(idx), dtype=bool))], schema=schema)
 
     def orphan_block(self, idx: np.ndarray) -> RowBlock:
         """The removed rows of representative pairs `idx`, to be decided again."""
-        return RowBlock(self.orphans.take(idx), self.removed_ids.filter(pa.array(self.representative)).take(pa.array(idx)))
+        return RowBlock(self.orphans.take(idx), self._own_ids(idx))
 
 
 @dataclasses.dataclass
@@ -248,7 +250,7 @@ class DedupPartitionDoFn(beam.DoFn):
             own = removed_decisions.take(reps)
             has = own.fallback >= 0
             fb_at = at(np.where(has, own.fallback, b[reps]))
-            fallback = Fallbacks(own.rows, own.fallback.copy(), own.fallback_similarity.copy(),
+            fallback = Fallbacks(own.rows, own.fallback, own.fallback_similarity,  # `take` made them copies
                                  has & (rows.hashes[fb_at] == rows.hashes[at(b[reps])]))
             chosen = pa.array(idx)
             yield beam.pvalue.TaggedOutput("queries", (int(p), GuestQuery(

@@ -63,20 +63,22 @@ class AnnotationInputsFn(beam.CombineFn):
         self._width = width
 
     def create_accumulator(self):
-        return empty_sample(self._width), []
+        return [empty_sample(self._width), []]  # the sample so far, the links (appended in place)
 
     def add_input(self, accumulator, element):
-        sample, links = accumulator
         name, value = element
         if name == SAMPLE:
-            return sample.merge(value, self._size), links
-        return sample, links + [value]
+            accumulator[0] = accumulator[0].merge(value, self._size)
+        else:
+            accumulator[1].append(value)
+        return accumulator
 
     def merge_accumulators(self, accumulators):
-        sample, links = self.create_accumulator()
-        for other, more in accumulators:
-            sample, links = sample.merge(other, self._size), links + more
-        return sample, links
+        out = self.create_accumulator()
+        for sample, links in accumulators:
+            out[0] = out[0].merge(sample, self._size)
+            out[1].extend(links)
+        return out
 
     def extract_output(self, accumulator):
         sample, links = accumulator
@@ -102,17 +104,24 @@ class RunTotals:
     shards: list[tuple[str, ShardResult]] = dataclasses.field(default_factory=list)  # (dataset name, shard)
 
     def add(self, name: str, value) -> RunTotals:
+        """Adds one tagged element, in place (the combine owns its accumulator)."""
         if name == STATS:
-            return dataclasses.replace(self, stats=self.stats.add(value))
-        if name == COUNTS:
-            return dataclasses.replace(self, counts=add_counts(self.counts, value))
-        if name == CLUSTERS:
-            return dataclasses.replace(self, clusters=self.clusters + value)
-        return dataclasses.replace(self, shards=self.shards + [(name, value)])
+            self.stats = self.stats.add(value)
+        elif name == COUNTS:
+            self.counts = add_counts(self.counts, value)
+        elif name == CLUSTERS:
+            self.clusters += value
+        else:
+            self.shards.append((name, value))
+        return self
 
     def merge(self, other: RunTotals) -> RunTotals:
-        return RunTotals(self.stats.add(other.stats), add_counts(self.counts, other.counts),
-                         self.clusters + other.clusters, self.shards + other.shards)
+        """Adds another accumulator, in place."""
+        self.stats = self.stats.add(other.stats)
+        self.counts = add_counts(self.counts, other.counts)
+        self.clusters += other.clusters
+        self.shards.extend(other.shards)
+        return self
 
 
 class RunTotalsFn(beam.CombineFn):
